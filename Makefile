@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Each sets up .venv on a fresh machine first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test params benchmarks clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: setup  ## set up, then run the whole pipeline on the embedded demo data
+	dvc repro
+	@echo "report: $(CURDIR)/reports/index.html"
+
+test: setup  ## set up, then run the whole test suite (slow end-to-end tests included)
+	python -m pytest
+
+params: setup  ## compose conf/ into params.yaml, exactly as `dvc exp run` would
+	python -m zfnet.config
+
+benchmarks: setup
+	for b in benchmarks/bench_*.py; do python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) logs outputs multirun

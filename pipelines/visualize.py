@@ -1,0 +1,15 @@
+"""DVC stage `visualize`: see zfnet.stages.visualize. Usage: python pipelines/visualize.py [hydra overrides]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from zfnet import stages
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    stages.visualize(cfg)
+
+
+if __name__ == "__main__":
+    main()

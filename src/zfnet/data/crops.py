@@ -1,0 +1,66 @@
+"""The paper's ten 224 crops (§3) as tensor ops: 4 corners + centre, each with and without a flip.
+
+``ten_crops`` returns them in torchvision ``TenCrop`` order (tl, tr, bl, br, centre, then the same five of
+the horizontally flipped image). ``batch_crops`` takes one crop per sample of a batch by index, in one
+gather: what the training step runs on the device after the batch arrives.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def crop_offsets(full: int, size: int) -> list[tuple[int, int]]:
+    """(top, left) of the five crops in TenCrop order; the centre uses torchvision's rounding."""
+    if size > full:
+        raise ValueError(f"crop {size} larger than image {full}")
+    c = int(round((full - size) / 2.0))
+    far = full - size
+    return [(0, 0), (0, far), (far, 0), (far, far), (c, c)]
+
+
+def ten_crops(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., C, H, W) -> (..., 10, C, size, size), torchvision TenCrop order (square images)."""
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"ten_crops expects square images, got {tuple(x.shape[-2:])}")
+    offsets = crop_offsets(x.shape[-1], size)
+    five = [x[..., t : t + size, l : l + size] for t, l in offsets]
+    # torchvision flips the whole image, then crops: a flipped corner is the mirror of the opposite corner
+    flipped = x.flip(-1)
+    five_f = [flipped[..., t : t + size, l : l + size] for t, l in offsets]
+    return torch.stack(five + five_f, dim=-4)
+
+
+def _windows(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, size: int) -> torch.Tensor:
+    """Gather a size×size window at (top, left) from each sample, mirrored where ``flip``."""
+    b, c = x.shape[:2]
+    ar = torch.arange(size, device=x.device)
+    rows = (top[:, None] + ar[None]).view(b, 1, size, 1)
+    cols = (left[:, None] + ar[None]).view(b, 1, 1, size)
+    out = x[torch.arange(b, device=x.device).view(b, 1, 1, 1), torch.arange(c, device=x.device).view(1, c, 1, 1), rows, cols]
+    return torch.where(flip.view(b, 1, 1, 1), out.flip(-1), out)
+
+
+def batch_crops(x: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """One crop per sample: (B, C, H, W) and (B,) ints in [0, 10) -> (B, C, size, size).
+
+    Index k < 5 is crop k of the image, k >= 5 crop k-5 of the flipped image (TenCrop order).
+    """
+    _, _, h, w = x.shape
+    offsets = torch.tensor(crop_offsets(h, size), device=x.device)
+    k = index.to(x.device).long()
+    flip = k >= 5
+    top, left = offsets[k % 5, 0], offsets[k % 5, 1]
+    # for a flipped crop, take the mirrored window of the unflipped image, then flip it
+    left = torch.where(flip, w - size - left, left)
+    return _windows(x, top, left, flip, size)
+
+
+def random_crops(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Krizhevsky-style: a uniformly random size×size window per sample, flipped with probability 1/2."""
+    b, _, h, w = x.shape
+    g = generator
+    top = torch.randint(0, h - size + 1, (b,), generator=g).to(x.device)
+    left = torch.randint(0, w - size + 1, (b,), generator=g).to(x.device)
+    flip = (torch.rand(b, generator=g) < 0.5).to(x.device)
+    return _windows(x, top, left, flip, size)

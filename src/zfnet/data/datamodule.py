@@ -1,0 +1,75 @@
+"""Training input over the prepared shards.
+
+Images travel as uint8 (N, 3, 256, 256) (demo: 128); on the device, after the batch arrives, each
+training sample becomes one of the paper's ten crops (4 corners + centre, × flip), drawn uniformly per
+sample per epoch (``crops="ten"``), or a random crop + flip (``crops="random"``, Krizhevsky), minus the
+per-pixel mean image cropped at the same place, in the paper's units (0–255 pixels, ``pixel_scale=1``).
+Validation batches stay whole (mean-subtracted) so the model can score the centre crop and the
+10-crop average from one batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from zfnet.data import shards
+from zfnet.data.crops import batch_crops, random_crops
+
+
+class ShardDataModule(pl.LightningDataModule):
+    def __init__(self, prepared_dir: str | Path, crop: int, batch_size: int, crops: str = "ten",
+                 pixel_scale: float = 1.0, num_workers: int = 0):
+        super().__init__()
+        if crops not in ("ten", "random"):
+            raise ValueError(f"data.crops: expected 'ten' or 'random', got {crops!r}")
+        self.prepared_dir = Path(prepared_dir)
+        self.crop, self.batch_size, self.crops = int(crop), int(batch_size), crops
+        self.pixel_scale, self.num_workers = float(pixel_scale), int(num_workers)
+        self.mean: torch.Tensor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        import json
+
+        return len(json.loads((self.prepared_dir / "classes.json").read_text())["wnids"])
+
+    def setup(self, stage: str | None = None) -> None:
+        mean_path = self.prepared_dir / "mean.npy"
+        if not mean_path.is_file():
+            raise FileNotFoundError(f"{mean_path}: missing; run the prepare stage first")
+        self.mean = torch.from_numpy(np.load(mean_path)).float().permute(2, 0, 1).contiguous()
+        if self.crop > self.mean.shape[-1]:
+            raise ValueError(f"data.crop={self.crop} is larger than the prepared images ({self.mean.shape[-1]})")
+        self.splits = {}
+        for split in ("train", "val"):
+            images, labels = shards.load_split(self.prepared_dir, split)
+            self.splits[split] = TensorDataset(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+                                               torch.from_numpy(labels))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True,
+                          num_workers=self.num_workers, drop_last=len(self.splits["train"]) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float, minus the mean image, times pixel_scale."""
+        mean = self.mean.to(images.device)
+        return (images.float() - mean) * self.pixel_scale
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        x = self.normalize(images)
+        if self.trainer is not None and self.trainer.training:
+            if self.crops == "ten":
+                index = torch.randint(0, 10, (x.shape[0],), device=x.device)
+                x = batch_crops(x, index, self.crop)
+            else:
+                x = random_crops(x, self.crop)
+        return x, labels

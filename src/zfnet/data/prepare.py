@@ -1,0 +1,162 @@
+"""The prepare stage: ILSVRC2012 -> 256×256 centre crops in WebDataset shards + the per-pixel mean image.
+
+Work is split into shards of ``shard_size`` images (sorted file order, so shard contents are stable);
+worker processes write them in parallel, each shard atomically with a JSON sidecar (its counts, its
+rejected images and the settings it was made with). A finished shard is never redone: an interrupted
+run resumes, and ``shard_index``/``shard_count`` let several machines prepare disjoint shards of one
+dataset. When every shard exists, the run finalizes: ``stats.json`` (seen = written + rejected per
+split), ``rejected.csv`` (path, reason), ``classes.json`` and the mean image (float64, streamed over the
+training shards) as ``mean.npy`` (H, W, 3) and ``mean.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from zfnet.data import imagenet, shards
+from zfnet.data.preprocess import BadImage, center_crop
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    split: str
+    index: int
+    items: list[tuple[str, int, int]]  # (path, label, global sample index)
+    out_dir: str
+    size: int
+    encoding: str
+    quality: int
+    max_pixels: int
+
+    @property
+    def settings(self) -> dict:
+        files = hashlib.sha1("\n".join(f"{p}\t{l}" for p, l, _ in self.items).encode()).hexdigest()
+        return {"size": self.size, "encoding": self.encoding, "quality": self.quality, "files": files}
+
+    @property
+    def path(self) -> Path:
+        return Path(self.out_dir) / shards.shard_name(self.split, self.index)
+
+    @property
+    def sidecar(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    def done(self) -> bool:
+        if not (self.path.is_file() and self.sidecar.is_file()):
+            return False
+        try:
+            return json.loads(self.sidecar.read_text()).get("settings") == self.settings
+        except (OSError, ValueError):
+            return False
+
+
+def run_shard(job: ShardJob) -> dict:
+    samples, rejected = [], []
+    for path, label, n in job.items:
+        try:
+            image = center_crop(path, job.size, max_pixels=job.max_pixels)
+        except BadImage as err:
+            rejected.append({"path": path, "reason": err.reason, "detail": err.detail})
+            continue
+        ext, data = shards.encode(image, job.encoding, job.quality)
+        samples.append({"__key__": f"{job.split}_{n:08d}", ext: data, "cls": str(label).encode(),
+                        "json": json.dumps({"path": path}).encode()})
+    shards.write_shard(job.path, samples)
+    info = {"split": job.split, "index": job.index, "seen": len(job.items), "written": len(samples),
+            "rejected": rejected, "settings": job.settings}
+    shards.write_json(job.sidecar, info)
+    return info
+
+
+def plan(cfg, root: Path, out_dir: Path) -> tuple[list[ShardJob], dict]:
+    wnids, names = imagenet.classes(root)
+    jobs = []
+    for split in (imagenet.train_split(root), imagenet.val_split(root)):
+        items = [(str(p), l, n) for n, (p, l) in enumerate(zip(split.paths, split.labels))]
+        size = int(cfg.shard_size)
+        for index, start in enumerate(range(0, len(items), size)):
+            jobs.append(ShardJob(split.name, index, items[start : start + size], str(out_dir), int(cfg.size),
+                                 cfg.encoding, int(cfg.quality), int(cfg.max_image_pixels)))
+    return jobs, {"wnids": wnids, "names": [names[w] for w in wnids]}
+
+
+def mean_image(out_dir: Path, size: int) -> tuple[np.ndarray, int]:
+    """Per-pixel mean over the training shards, accumulated in float64."""
+    total, count = np.zeros((size, size, 3), np.float64), 0
+    for shard in tqdm(shards.shards(out_dir, "train"), desc="mean image", unit="shard"):
+        for _key, image, _label in shards.iter_shard(shard):
+            total += image
+            count += 1
+    if count == 0:
+        raise ValueError(f"{out_dir}: no training image survived preprocessing; see rejected.csv")
+    return total / count, count
+
+
+def finalize(jobs: list[ShardJob], classes: dict, out_dir: Path, size: int) -> dict:
+    stats: dict[str, dict[str, int]] = {}
+    rejected = []
+    for job in jobs:
+        info = json.loads(job.sidecar.read_text())
+        s = stats.setdefault(job.split, {"seen": 0, "written": 0, "rejected": 0, "shards": 0})
+        s["seen"] += info["seen"]
+        s["written"] += info["written"]
+        s["rejected"] += len(info["rejected"])
+        s["shards"] += 1
+        rejected += [{"split": job.split, **r} for r in info["rejected"]]
+    planned = {job.path.name for job in jobs} | {job.sidecar.name for job in jobs}
+    for stale in [*out_dir.glob("*-*.tar"), *out_dir.glob("*-*.json")]:
+        if stale.name not in planned:  # shards of an earlier, larger dataset
+            stale.unlink()
+    mean, _ = mean_image(out_dir, size)
+    tmp = out_dir / f"mean.tmp-{os.getpid()}.npy"
+    np.save(tmp, mean)
+    os.replace(tmp, out_dir / "mean.npy")
+    Image.fromarray(mean.round().clip(0, 255).astype(np.uint8)).save(out_dir / "mean.png")
+    tmp_csv = out_dir / f"rejected.csv.tmp-{os.getpid()}"
+    with tmp_csv.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["split", "path", "reason", "detail"])
+        writer.writeheader()
+        writer.writerows(rejected)
+    os.replace(tmp_csv, out_dir / "rejected.csv")
+    shards.write_json(out_dir / "classes.json", classes)
+    shards.write_json(out_dir / "stats.json", stats)
+    return stats
+
+
+def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -> dict:
+    """Prepare ``root`` (an ILSVRC2012 layout) into ``out_dir``; returns stats (or progress when partial).
+
+    ``cfg``: size, shard_size, workers, shard_index, shard_count, encoding, quality, max_image_pixels.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs, classes = plan(cfg, root, out_dir)
+    mine = [j for n, j in enumerate(jobs) if n % int(cfg.shard_count) == int(cfg.shard_index)]
+    todo = [j for j in mine if not j.done()]
+    workers = max(1, min(int(cfg.workers), len(todo)))
+    bar = tqdm(total=sum(len(j.items) for j in todo), desc="prepare", unit="img", disable=not progress)
+    if workers == 1:
+        results = map(run_shard, todo)
+    else:
+        pool = get_context("spawn").Pool(workers)
+        results = pool.imap_unordered(run_shard, todo)
+    for info in results:
+        bar.update(info["seen"])
+    bar.close()
+    if workers > 1:
+        pool.close()
+        pool.join()
+    missing = [j for j in jobs if not j.done()]
+    if missing:
+        return {"complete": False, "shards_done": len(jobs) - len(missing), "shards_total": len(jobs)}
+    return finalize(jobs, classes, out_dir, int(cfg.size))

@@ -1,0 +1,78 @@
+"""What each DVC stage does, as a pure ``run``-style function of the composed config.
+
+``pipelines/<stage>.py`` is the Hydra entry point that calls one of these; tests call them directly.
+Each one calls the library, writes its outputs where config says, and logs to W&B (job_type = stage).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from zfnet.tracking import start_run
+
+log = logging.getLogger(__name__)
+
+
+def demo_data(cfg: DictConfig) -> dict:
+    from zfnet.data.demo import generate
+
+    summary = generate(cfg.demo_data, cfg.demo_data.out_dir)
+    with start_run(cfg, "demo_data") as tracker:
+        tracker.summary({"demo_data": summary})
+    return summary
+
+
+def prepare(cfg: DictConfig) -> dict:
+    from zfnet.data.prepare import prepare as run_prepare
+
+    settings = OmegaConf.merge(cfg.prepare, {"size": cfg.data.resize})
+    stats = run_prepare(settings, cfg.data.imagenet_root, cfg.prepare.out_dir)
+    if stats.get("complete") is False:
+        log.warning("prepared %s of %s shards; run the other shard indices, then any run finalizes",
+                    stats["shards_done"], stats["shards_total"])
+        return stats
+    out = Path(cfg.prepare.out_dir)
+    with start_run(cfg, "prepare") as tracker:
+        tracker.summary({"stats": stats})
+        tracker.image("mean_image", out / "mean.png", caption=f"per-pixel mean over {stats['train']['written']} training images")
+        import pandas as pd
+
+        tracker.table("rejected", pd.read_csv(out / "rejected.csv", dtype=str).fillna(""))
+    return stats
+
+
+def train(cfg: DictConfig, metrics_path: str = "metrics/train.json", history_path: str = "metrics/train_history.csv") -> dict:
+    from zfnet.training.run import train as run_train
+
+    return run_train(cfg, cfg.prepare.out_dir, metrics_path, history_path)
+
+
+def visualize(cfg: DictConfig, history_path: str = "metrics/train_history.csv") -> dict:
+    from zfnet.analysis.filters import save_filters
+    from zfnet.report import plot_history
+    from zfnet.training.checkpoints import load_model
+
+    out = Path(cfg.visualize.out_dir)
+    model = load_model(cfg.visualize.checkpoint)
+    figures = {"filters": [str(save_filters(model, out / "filters" / f"conv1_{model.arch}.png", "conv1"))]}
+    if Path(history_path).is_file():
+        figures["training"] = [str(plot_history(history_path, out / "training" / "curves.png"))]
+    (out / "index.json").write_text(json.dumps(figures, indent=2))
+    with start_run(cfg, "visualize") as tracker:
+        for group, paths in figures.items():
+            for p in paths:
+                tracker.image(f"{group}/{Path(p).stem}", Path(p))
+    return figures
+
+
+def report(cfg: DictConfig) -> Path:
+    from zfnet.report import write_report
+
+    path = write_report(cfg)
+    with start_run(cfg, "report") as tracker:
+        tracker.artifact("report", "report", [path])
+    return path

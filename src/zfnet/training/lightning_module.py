@@ -1,0 +1,89 @@
+"""The paper's training (§3) as a LightningModule.
+
+SGD (lr 1e-2, momentum 0.9), learning rate ×0.1 when validation error plateaus, dropout in the model,
+conv filter RMS clipping after every optimizer step. Validation scores the centre crop and the
+10-crop average from the same whole (mean-subtracted) images. Metrics are torchmetrics, so they are
+reduced across DDP ranks.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from zfnet.data.crops import ten_crops
+from zfnet.models import build
+from zfnet.training.rms_clip import filter_rms, rms_clip_
+
+
+class Classifier(pl.LightningModule):
+    def __init__(self, model_cfg: dict, num_classes: int, crop: int, lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 5e-4, lr_factor: float = 0.1, lr_patience: int = 3,
+                 rms_clip: float | None = 0.1, channels_last: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build(num_classes=num_classes, input_size=crop, **model_cfg)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        k5 = min(5, num_classes)
+        self.metrics = torch.nn.ModuleDict({
+            "train_top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "train_top5": MulticlassAccuracy(num_classes, top_k=k5, average="micro"),
+            "val_top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "val_top5": MulticlassAccuracy(num_classes, top_k=k5, average="micro"),
+            "val10_top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "val10_top5": MulticlassAccuracy(num_classes, top_k=k5, average="micro"),
+        })
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.metrics["train_top1"].update(logits, y)
+        self.metrics["train_top5"].update(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def on_train_epoch_end(self):
+        for k in ("top1", "top5"):
+            self.log(f"train/{k}_error", 1 - self.metrics[f"train_{k}"].compute(), sync_dist=False)
+            self.metrics[f"train_{k}"].reset()
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        for name, value in filter_rms(self.model).items():
+            self.log(f"filter_rms/{name}", value)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch  # whole images; centre crop and the ten crops of each
+        crops = ten_crops(x, self.hparams.crop)  # (B, 10, C, s, s)
+        b = crops.shape[0]
+        logits = self(crops.flatten(0, 1)).view(b, 10, -1)
+        centre = logits[:, 4]
+        avg = logits.softmax(-1).mean(1)
+        self.log("val/loss", F.cross_entropy(centre, y), on_epoch=True, sync_dist=True)
+        for prefix, scores in (("val", centre), ("val10", avg)):
+            self.metrics[f"{prefix}_top1"].update(scores, y)
+            self.metrics[f"{prefix}_top5"].update(scores, y)
+
+    def on_validation_epoch_end(self):
+        for prefix, name in (("val", "val"), ("val10", "val_10crop")):
+            for k in ("top1", "top5"):
+                self.log(f"{name}/{k}_error", 1 - self.metrics[f"{prefix}_{k}"].compute(), prog_bar=k == "top1")
+                self.metrics[f"{prefix}_{k}"].reset()
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        rms_clip_(self.model, self.hparams.rms_clip)
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
+                              weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.hparams.lr_factor,
+                                                           patience=self.hparams.lr_patience)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/top1_error"}}

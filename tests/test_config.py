@@ -1,0 +1,47 @@
+"""conf/ is the single source; params.yaml is its composed snapshot, exactly as `dvc exp run` writes it."""
+
+import configparser
+import re
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import REPO
+from zfnet.config import compose_params
+
+
+def test_params_yaml_in_sync_with_conf(tmp_path):
+    fresh = compose_params(tmp_path / "params.yaml")
+    assert fresh.read_text() == (REPO / "params.yaml").read_text(), "params.yaml is stale: run `make params`"
+
+
+def test_compose_is_dvcs_own(tmp_path):
+    # DVC's `dvc exp run` path: dvc.repo.experiments.queue.utils -> compose_and_dump(params.yaml, conf, None, config, ...)
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(str(tmp_path / "dvc.yaml"), str(REPO / "conf"), None, "config", str(REPO), [])
+    assert (tmp_path / "dvc.yaml").read_text() == (REPO / "params.yaml").read_text()
+
+
+@pytest.mark.parametrize("profile", ["demo", "tiny", "paper"])
+def test_profiles_compose_without_runtime_interpolations(tmp_path, profile):
+    out = compose_params(tmp_path / "p.yaml", overrides=[f"profile={profile}"])
+    text = out.read_text()
+    assert not re.search(r"\$\{(hydra|now|oc\.env):", text)
+    cfg = OmegaConf.load(out)
+    assert cfg.profile == profile
+    expected = {"demo": (128, 112), "tiny": (72, 64), "paper": (256, 224)}[profile]
+    assert (cfg.data.resize, cfg.data.crop) == expected
+
+
+def test_dvc_hydra_composition_enabled():
+    parser = configparser.ConfigParser()
+    parser.read(REPO / ".dvc" / "config")
+    assert parser["hydra"]["enabled"] == "true"
+    assert parser["hydra"]["config_dir"] == "conf" and parser["hydra"]["config_name"] == "config"
+
+
+def test_conf_has_no_runtime_interpolations():
+    for path in (REPO / "conf").rglob("*.yaml"):
+        code = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+        assert not re.search(r"\$\{(hydra|now|oc\.env):", code), path
