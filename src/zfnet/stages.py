@@ -29,7 +29,7 @@ def demo_data(cfg: DictConfig) -> dict:
 def prepare(cfg: DictConfig) -> dict:
     from zfnet.data.prepare import prepare as run_prepare
 
-    settings = OmegaConf.merge(cfg.prepare, {"size": cfg.data.resize})
+    settings = OmegaConf.create({**OmegaConf.to_container(cfg.prepare, resolve=True), "size": cfg.data.resize})
     stats = run_prepare(settings, cfg.data.imagenet_root, cfg.prepare.out_dir)
     if stats.get("complete") is False:
         log.warning("prepared %s of %s shards; run the other shard indices, then any run finalizes",

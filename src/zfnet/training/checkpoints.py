@@ -28,22 +28,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-class EpochCheckpoints(pl.Callback):
-    """Save ``epoch=NN.ckpt`` (1-based epochs, as the paper counts) at the given epochs, and ``last.ckpt``."""
+class EpochCheckpoints(pl.callbacks.Checkpoint):
+    """Save ``epoch=NN.ckpt`` (1-based epochs, as the paper counts) at the given epochs, and ``last.ckpt``.
+
+    A ``Checkpoint`` callback: Lightning runs its ``on_train_epoch_end`` after the module's, like
+    ``ModelCheckpoint(save_on_train_epoch_end=True)``, so the saved state is that of a finished epoch.
+    """
 
     def __init__(self, dirpath: str | Path, epochs: list[int]):
         self.dirpath, self.epochs = Path(dirpath), {int(e) for e in epochs}
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pass  # validation metrics of the epoch are not ready yet; save after validation
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
-            trainer.save_checkpoint(self.dirpath / f"epoch={epoch:02d}.ckpt")
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")
+            trainer.save_checkpoint(self.dirpath / f"epoch={epoch:02d}.ckpt", weights_only=False)
+        trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
 
 
 def export_model(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> Path:

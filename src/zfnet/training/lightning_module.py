@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from zfnet.data.crops import ten_crops
@@ -36,6 +37,7 @@ class Classifier(pl.LightningModule):
             "val10_top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
             "val10_top5": MulticlassAccuracy(num_classes, top_k=k5, average="micro"),
         })
+        self.train_loss = MeanMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
@@ -47,17 +49,31 @@ class Classifier(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.metrics["train_top1"].update(logits, y)
-        self.metrics["train_top5"].update(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.train_loss.update(loss.detach(), weight=y.shape[0])
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def train_epoch_summary(self) -> dict[str, float] | None:
+        """This epoch's training metrics, synchronized across ranks (valid until on_train_epoch_end).
+
+        None when no batch was seen: Lightning replays the epoch-end hooks when it resumes from a
+        checkpoint written at the end of an epoch, whose metrics were already reported.
+        """
+        if self.train_loss.update_count == 0:
+            return None
+        return {
+            "train/loss": float(self.train_loss.compute()),
+            "train/top1_error": 1 - float(self.metrics["train_top1"].compute()),
+            "train/top5_error": 1 - float(self.metrics["train_top5"].compute()),
+            "lr": self.trainer.optimizers[0].param_groups[0]["lr"],
+            **{f"filter_rms/{name}": value for name, value in filter_rms(self.model).items()},
+        }
+
     def on_train_epoch_end(self):
-        for k in ("top1", "top5"):
-            self.log(f"train/{k}_error", 1 - self.metrics[f"train_{k}"].compute(), sync_dist=False)
-            self.metrics[f"train_{k}"].reset()
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-        for name, value in filter_rms(self.model).items():
-            self.log(f"filter_rms/{name}", value)
+        for key, value in (self.train_epoch_summary() or {}).items():
+            self.log(key, value)
+        for metric in (self.train_loss, self.metrics["train_top1"], self.metrics["train_top5"]):
+            metric.reset()
 
     def validation_step(self, batch, batch_idx):
         x, y = batch  # whole images; centre crop and the ten crops of each
@@ -76,6 +92,20 @@ class Classifier(pl.LightningModule):
             for k in ("top1", "top5"):
                 self.log(f"{name}/{k}_error", 1 - self.metrics[f"{prefix}_{k}"].compute(), prog_bar=k == "top1")
                 self.metrics[f"{prefix}_{k}"].reset()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # RNG state at the end of a finished epoch: shuffling, crop choice and dropout of the next epoch
+        # continue from it, so a run resumed from last.ckpt ends with the same weights as one never stopped
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rng_state")
+        if state:
+            torch.set_rng_state(state["torch"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)

@@ -26,17 +26,27 @@ from zfnet.training.lightning_module import Classifier
 
 
 class EpochReport(pl.Callback):
-    """Per-epoch history CSV (atomic rewrite) and the layer-1 filters image to W&B."""
+    """Per-epoch history CSV (atomic rewrite) and the layer-1 filters image to W&B.
 
-    def __init__(self, history_path: Path, tracker: Tracker):
+    Runs at the end of each training epoch, after that epoch's validation and before the module resets
+    its training metrics (Lightning calls callbacks' on_train_epoch_end before the module's).
+    """
+
+    def __init__(self, history_path: Path, tracker: Tracker, resume: bool = False):
         self.history_path, self.tracker, self.rows = history_path, tracker, []
+        if resume and history_path.is_file():  # keep the epochs reported before the interruption
+            with history_path.open(newline="") as fh:
+                self.rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
+                             for r in csv.DictReader(fh)]
 
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking or trainer.global_rank != 0:
+    def on_train_epoch_end(self, trainer, pl_module):
+        summary = pl_module.train_epoch_summary()
+        if summary is None or trainer.global_rank != 0:
             return
         row = {"epoch": trainer.current_epoch + 1}
+        row.update({k.replace("/", "_"): round(float(v), 6) for k, v in summary.items() if not k.startswith("filter_rms")})
         row.update({k.replace("/", "_"): round(float(v), 6) for k, v in sorted(trainer.callback_metrics.items())
-                    if k.startswith(("train/", "val", "lr")) and not k.endswith("_step")})
+                    if k.startswith("val")})
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self.history_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.history_path.with_name(self.history_path.name + ".tmp")
@@ -82,6 +92,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     stamp.write_text(json.dumps({"fingerprint": fp}))
 
     tracker = start_run(cfg, "train")
+    report = EpochReport(history_path, tracker, resume)
     logger = WandbLogger(experiment=tracker.run, log_model=False) if tracker.run else CSVLogger(str(out_dir), name="logs")
     trainer = pl.Trainer(
         max_epochs=int(cfg.train.epochs),
@@ -89,28 +100,24 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
         strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
         deterministic=bool(cfg.train.deterministic),
         limit_train_batches=cfg.train.limit_train_batches,
-        callbacks=[EpochCheckpoints(out_dir, cfg.train.checkpoint_epochs), EpochReport(history_path, tracker)],
-        plugins=[AtomicCheckpointIO()], enable_checkpointing=False, logger=logger,
+        callbacks=[EpochCheckpoints(out_dir, cfg.train.checkpoint_epochs), report],
+        plugins=[AtomicCheckpointIO()], enable_checkpointing=True, logger=logger,
         default_root_dir=str(out_dir), log_every_n_steps=10, num_sanity_val_steps=0,
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     seconds = time.perf_counter() - start
 
     if trainer.global_rank != 0:
         return {}
     export_model(module.model, out_dir / "model.pt", extra={"classes": num_classes})
-    cm = trainer.callback_metrics
+    final = report.rows[-1]  # the last epoch's row of the history (kept across a resume)
     metrics = {
         "epochs": int(cfg.train.epochs),
         "num_classes": num_classes,
         "chance_top1_error": 1 - 1 / num_classes,
-        "train_top1_error": float(cm["train/top1_error"]),
-        "train_top5_error": float(cm["train/top5_error"]),
-        "val_top1_error": float(cm["val/top1_error"]),
-        "val_top5_error": float(cm["val/top5_error"]),
-        "val_10crop_top1_error": float(cm["val_10crop/top1_error"]),
-        "val_10crop_top5_error": float(cm["val_10crop/top5_error"]),
+        **{k: float(final[k]) for k in ("train_top1_error", "train_top5_error", "val_top1_error", "val_top5_error",
+                                        "val_10crop_top1_error", "val_10crop_top5_error")},
         "train_seconds": round(seconds, 2),
         "resumed": resume,
     }
