@@ -45,13 +45,14 @@ def prepare(cfg: DictConfig) -> dict:
     return stats
 
 
-def train(cfg: DictConfig, metrics_path: str = "metrics/train.json", history_path: str = "metrics/train_history.csv") -> dict:
+def train(cfg: DictConfig, metrics_path: str | None = None, history_path: str | None = None) -> dict:
     from zfnet.training.run import train as run_train
 
-    return run_train(cfg, cfg.prepare.out_dir, metrics_path, history_path)
+    return run_train(cfg, cfg.prepare.out_dir, metrics_path or cfg.train.metrics_path,
+                     history_path or cfg.train.history_path)
 
 
-def visualize(cfg: DictConfig, history_path: str = "metrics/train_history.csv") -> dict:
+def visualize(cfg: DictConfig) -> dict:
     from zfnet.analysis.filters import save_filters
     from zfnet.report import plot_history
     from zfnet.training.checkpoints import load_model
@@ -59,8 +60,8 @@ def visualize(cfg: DictConfig, history_path: str = "metrics/train_history.csv") 
     out = Path(cfg.visualize.out_dir)
     model = load_model(cfg.visualize.checkpoint)
     figures = {"filters": [str(save_filters(model, out / "filters" / f"conv1_{model.arch}.png", "conv1"))]}
-    if Path(history_path).is_file():
-        figures["training"] = [str(plot_history(history_path, out / "training" / "curves.png"))]
+    if Path(cfg.train.history_path).is_file():
+        figures["training"] = [str(plot_history(cfg.train.history_path, out / "training" / "curves.png"))]
     (out / "index.json").write_text(json.dumps(figures, indent=2))
     with start_run(cfg, "visualize") as tracker:
         for group, paths in figures.items():

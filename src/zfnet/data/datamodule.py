@@ -51,12 +51,23 @@ class ShardDataModule(pl.LightningDataModule):
             self.splits[split] = TensorDataset(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
                                                torch.from_numpy(labels))
 
+    @property
+    def rank_batch_size(self) -> int:
+        """The global batch split by world size: N GPUs step on the same global batch as one."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ValueError(f"train.batch_size={self.batch_size} is not divisible by the world size {world}")
+        return self.batch_size // world
+
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True,
-                          num_workers=self.num_workers, drop_last=len(self.splits["train"]) > self.batch_size)
+        n = self.rank_batch_size
+        return DataLoader(self.splits["train"], batch_size=n, shuffle=True, num_workers=self.num_workers,
+                          drop_last=len(self.splits["train"]) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
+        # under DDP, Lightning's DistributedSampler pads the last batch by repeating samples when the
+        # val set does not divide by the world size; the metrics are then over those few repeats too
+        return DataLoader(self.splits["val"], batch_size=self.rank_batch_size, num_workers=self.num_workers)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> float, minus the mean image, times pixel_scale."""

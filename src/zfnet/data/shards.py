@@ -53,11 +53,16 @@ def write_shard(path: Path, samples: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def _all_shards(urls):
+    return urls
+
+
 def iter_shard(path: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
     """(key, uint8 HWC image, label) for every sample of one shard, in order."""
     import webdataset as wds
 
-    for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
+    # every rank reads the whole shard (the in-memory splits are split per rank by the sampler)
+    for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False, nodesplitter=_all_shards):
         yield sample["__key__"], decode(sample), int(sample["cls"])
 
 
