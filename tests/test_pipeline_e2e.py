@@ -14,7 +14,8 @@ from conftest import REPO
 from zfnet.tracking import read_records
 
 pytestmark = pytest.mark.slow
-STAGES = ["demo_data", "prepare", "train", "visualize", "report"]
+STAGES = ["demo_data", "prepare", "train", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7", "table3", "visualize", "report"]
+JOB_TYPES = ["demo_data", "prepare", "train", "ablation", "table3", "visualize", "report"]
 
 
 def sh(args, cwd, env):
@@ -81,9 +82,15 @@ def test_wandb_runs_one_group_one_job_type_per_stage(pipeline_run):
     runs = {}
     for log in (work / "wandb").glob("offline-run-*/run-*.wandb"):
         run = next(r.run for r in read_records(log) if r.WhichOneof("record_type") == "run")
-        runs[run.job_type] = (run.run_group, log)
-    assert sorted(runs) == sorted(STAGES)
+        if run.job_type != "ablation":
+            runs[run.job_type] = (run.run_group, log)
+        else:
+            runs.setdefault("ablation", (run.run_group, log))
+    assert sorted(runs) == sorted(JOB_TYPES)
     assert len({group for group, _ in runs.values()}) == 1
+    ablation_runs = [log for log in (work / "wandb").glob("offline-run-*/run-*.wandb")
+                     if next(r.run for r in read_records(log) if r.WhichOneof("record_type") == "run").job_type == "ablation"]
+    assert len(ablation_runs) == 12
     history = {}
     for r in read_records(runs["train"][1]):
         if r.WhichOneof("record_type") == "history":
@@ -93,3 +100,25 @@ def test_wandb_runs_one_group_one_job_type_per_stage(pipeline_run):
     assert history["filters/conv1._type"][0] == "image-file"
     media = work / "wandb" / runs["train"][1].parent.name / "files" / history["filters/conv1.path"][-1]
     assert media.stat().st_size > 0
+
+
+def test_table3_in_report(pipeline_run):
+    work = pipeline_run[0]
+    import pandas as pd
+
+    frame = pd.read_csv(work / "reports/tables/table3_ablation.csv")
+    assert len(frame) == 12 and frame["val top-1 (ours)"].notna().all()
+    assert "Table 3: architecture ablations" in (work / "reports/index.html").read_text()
+
+
+def test_changing_one_variant_reruns_only_that_variant(pipeline_run):
+    work, *_ = pipeline_run
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "WANDB_MODE": "disabled",
+           "DVC_NO_ANALYTICS": "1"}
+    params = work / "params.yaml"
+    text = params.read_text()
+    assert "    row: Removed layer 7\n" in text
+    params.write_text(text.replace("    row: Removed layer 7\n", "    row: Removed layer 7 (renamed)\n"))
+    out = sh(["dvc", "repro"], work, env)
+    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+    assert ran == ["ablate@alexnet_no_7", "report", "table3"], ran

@@ -92,6 +92,14 @@ def write_report(cfg) -> Path:
                                  + f"<p>{metrics['epochs']} epochs, {metrics['num_classes']} classes, "
                                  f"{metrics['train_seconds']} s of training.</p>"))
 
+    titles = {"table1_correspondence": "Table 1: correspondence", "table3_ablation": "Table 3: architecture ablations",
+              "table4_caltech101": "Table 4: Caltech-101", "table5_caltech256": "Table 5: Caltech-256",
+              "table6_voc2012": "Table 6: PASCAL VOC 2012", "table7_layers": "Table 7: features of one layer"}
+    for table in sorted(Path(cfg.report.get("tables_dir", "reports/tables")).glob("*.csv")):
+        frame = pd.read_csv(table)
+        link = f'<p><a href="{html.escape(os.path.relpath(table, root))}">{html.escape(table.name)}</a></p>'
+        sections.append(_section(titles.get(table.stem, table.stem), frame.to_html(index=False, na_rep="–") + link))
+
     index = _read_json(figures_dir / "index.json") or {}
     for group, paths in index.items():
         imgs = "".join(

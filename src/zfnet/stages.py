@@ -46,10 +46,28 @@ def prepare(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig, metrics_path: str | None = None, history_path: str | None = None) -> dict:
+    """Train the configured model, or one Table 3 variant (``train.variant``; job_type ``ablation``)."""
+    from zfnet.ablation import selected_variant, variant_config
     from zfnet.training.run import train as run_train
 
+    variant = selected_variant(cfg)
+    if variant is not None:
+        cfg = variant_config(cfg, variant)
     return run_train(cfg, cfg.prepare.out_dir, metrics_path or cfg.train.metrics_path,
-                     history_path or cfg.train.history_path)
+                     history_path or cfg.train.history_path,
+                     job_type="ablation" if variant else "train", run_name=variant)
+
+
+def table3(cfg: DictConfig) -> Path:
+    """Aggregate the trained Table 3 variants into reports/tables/table3_ablation.{csv,md} and W&B."""
+    from zfnet.ablation import table3 as build_table
+    from zfnet.tables import write_table
+
+    frame = build_table(cfg, cfg.table3.metrics_dir)
+    csv_path, _ = write_table(frame, cfg.table3.table)
+    with start_run(cfg, "table3") as tracker:
+        tracker.table("table3_ablation", frame)
+    return csv_path
 
 
 def visualize(cfg: DictConfig) -> dict:

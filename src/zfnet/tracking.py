@@ -25,16 +25,22 @@ log = logging.getLogger(__name__)
 
 def group_name(cfg: Mapping) -> str:
     """The W&B group of a pipeline run: explicit ``wandb.group``, else ``ZFNET_WANDB_GROUP``, else
-    ``<profile>-<hash of the composed params without the wandb section>`` (equal for all stages of a run)."""
+    ``<profile>-<hash>`` of the ``params.yaml`` snapshot every DVC stage reads (so all stages of one
+    ``dvc repro``, whatever each pins on its command line, share it), or of the composed config
+    (without its wandb section) when there is no snapshot."""
     from omegaconf import OmegaConf
 
     explicit = cfg.get("wandb", {}).get("group") or os.environ.get("ZFNET_WANDB_GROUP")
     if explicit:
         return str(explicit)
-    plain = OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True)
-    plain.pop("wandb", None)
-    digest = hashlib.sha1(OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True).encode()).hexdigest()[:8]
-    return f"{plain.get('profile', 'run')}-{digest}"
+    snapshot = Path("params.yaml")
+    if snapshot.is_file():
+        text = snapshot.read_text()
+    else:
+        plain = OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True)
+        plain.pop("wandb", None)
+        text = OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True)
+    return f"{cfg.get('profile', 'run')}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 class Tracker:

@@ -66,7 +66,8 @@ def fingerprint(cfg) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path: str | Path) -> dict:
+def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path: str | Path,
+          job_type: str = "train", run_name: str | None = None) -> dict:
     from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
     out_dir = Path(cfg.train.out_dir)
@@ -91,7 +92,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
             stale.unlink()
     stamp.write_text(json.dumps({"fingerprint": fp}))
 
-    tracker = start_run(cfg, "train")
+    tracker = start_run(cfg, job_type, name=run_name)
     report = EpochReport(history_path, tracker, resume)
     logger = WandbLogger(experiment=tracker.run, log_model=False) if tracker.run else CSVLogger(str(out_dir), name="logs")
     trainer = pl.Trainer(

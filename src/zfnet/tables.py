@@ -1,0 +1,35 @@
+"""Paper-style tables: one DataFrame written as ``<stem>.csv`` and ``<stem>.md`` (atomic writes)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *rows]) + "\n"
+
+
+def write_table(frame: pd.DataFrame, stem: str | Path) -> tuple[Path, Path]:
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix, text in ((".csv", frame.to_csv(index=False)), (".md", to_markdown(frame))):
+        path = stem.with_suffix(suffix)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths[0], paths[1]
