@@ -61,3 +61,22 @@ def test_bad_settings_are_named(prepared):
     dm = ShardDataModule(prepared, crop=64, batch_size=4)
     with pytest.raises(ValueError, match="data.crop=64"):
         dm.setup()
+
+
+def test_streaming_epoch_covers_the_split_once(prepared):
+    dm = ShardDataModule(prepared, crop=32, batch_size=5, in_memory=False, num_workers=2)
+    dm.setup()
+    from zfnet.data import shards
+
+    images, labels = shards.load_split(prepared, "train")
+    keys = {bytes(img.tobytes()): int(l) for img, l in zip(images, labels)}
+    orders = []
+    for _ in range(2):
+        seen = []
+        for batch_images, batch_labels in dm.train_dataloader():
+            for img, label in zip(batch_images, batch_labels):
+                seen.append(bytes(img.permute(1, 2, 0).numpy().tobytes()))
+                assert keys[seen[-1]] == int(label)
+        assert sorted(seen) == sorted(keys)  # every training image exactly once, with its label, over 2 workers
+        orders.append(seen)
+    assert orders[0] != orders[1]  # reshuffled each epoch

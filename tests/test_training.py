@@ -39,6 +39,8 @@ def test_checkpoints_history_and_exported_model(tiny_cfg, prepared_dir, tmp_path
     metrics = stages.train(cfg, "m.json", "h.csv")
     assert sorted(p.name for p in (tmp_path / "models").glob("*.ckpt")) == ["epoch=01.ckpt", "epoch=03.ckpt", "last.ckpt"]
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
+    for split in ("train", "val", "val_10crop"):  # top-5 error can never exceed top-1 error
+        assert 0 <= metrics[f"{split}_top5_error"] <= metrics[f"{split}_top1_error"] <= 1, split
     rows = list(csv.DictReader((tmp_path / "h.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     for r in rows:  # every column of every epoch is filled with that epoch's values

@@ -15,21 +15,46 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from zfnet.data import shards
 from zfnet.data.crops import batch_crops, random_crops
 
 
+class StreamingShards(IterableDataset):
+    """The training split streamed from its shards (for sets larger than memory): shards shuffled per
+    epoch and split over nodes and workers, a shuffle buffer within, uint8 (3, H, W) + label out."""
+
+    def __init__(self, urls: list[str], shuffle_buffer: int = 2000, seed: int = 0):
+        self.urls, self.shuffle_buffer, self.seed, self.epochs = urls, shuffle_buffer, seed, 0
+
+    def __iter__(self):
+        import webdataset as wds
+
+        # the shard order must be the same in every worker (they split it after shuffling) and new each
+        # epoch: the DataLoader's base seed (drawn per epoch from the seeded RNG) is both
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            epoch_seed = info.seed - info.id
+        else:
+            self.epochs += 1
+            epoch_seed = self.seed + self.epochs
+        pipeline = wds.WebDataset(self.urls, shardshuffle=len(self.urls), seed=epoch_seed,
+                                  nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker,
+                                  empty_check=False)
+        for sample in pipeline.shuffle(self.shuffle_buffer):
+            yield torch.from_numpy(shards.decode(sample)).permute(2, 0, 1), int(sample["cls"])
+
+
 class ShardDataModule(pl.LightningDataModule):
     def __init__(self, prepared_dir: str | Path, crop: int, batch_size: int, crops: str = "ten",
-                 pixel_scale: float = 1.0, num_workers: int = 0):
+                 pixel_scale: float = 1.0, num_workers: int = 0, in_memory: bool = True):
         super().__init__()
         if crops not in ("ten", "random"):
             raise ValueError(f"data.crops: expected 'ten' or 'random', got {crops!r}")
         self.prepared_dir = Path(prepared_dir)
         self.crop, self.batch_size, self.crops = int(crop), int(batch_size), crops
-        self.pixel_scale, self.num_workers = float(pixel_scale), int(num_workers)
+        self.pixel_scale, self.num_workers, self.in_memory = float(pixel_scale), int(num_workers), bool(in_memory)
         self.mean: torch.Tensor | None = None
 
     @property
@@ -46,7 +71,11 @@ class ShardDataModule(pl.LightningDataModule):
         if self.crop > self.mean.shape[-1]:
             raise ValueError(f"data.crop={self.crop} is larger than the prepared images ({self.mean.shape[-1]})")
         self.splits = {}
+        if not self.in_memory:
+            self.splits["train"] = StreamingShards([str(p) for p in shards.shards(self.prepared_dir, "train")])
         for split in ("train", "val"):
+            if split in self.splits:
+                continue
             images, labels = shards.load_split(self.prepared_dir, split)
             self.splits[split] = TensorDataset(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
                                                torch.from_numpy(labels))
@@ -61,8 +90,12 @@ class ShardDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         n = self.rank_batch_size
-        return DataLoader(self.splits["train"], batch_size=n, shuffle=True, num_workers=self.num_workers,
-                          drop_last=len(self.splits["train"]) > self.batch_size)
+        data = self.splits["train"]
+        if isinstance(data, StreamingShards):
+            return DataLoader(data, batch_size=n, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                              persistent_workers=False)
+        return DataLoader(data, batch_size=n, shuffle=True, num_workers=self.num_workers,
+                          drop_last=len(data) > self.batch_size, pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self) -> DataLoader:
         # under DDP, Lightning's DistributedSampler pads the last batch by repeating samples when the

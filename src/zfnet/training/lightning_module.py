@@ -49,6 +49,7 @@ class Classifier(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.metrics["train_top1"].update(logits, y)
+        self.metrics["train_top5"].update(logits, y)
         self.train_loss.update(loss.detach(), weight=y.shape[0])
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss

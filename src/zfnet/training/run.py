@@ -75,7 +75,8 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     metrics_path, history_path = Path(metrics_path), Path(history_path)
     pl.seed_everything(int(cfg.seed), workers=True)
     dm = ShardDataModule(prepared_dir, crop=cfg.data.crop, batch_size=cfg.train.batch_size, crops=cfg.data.crops,
-                         pixel_scale=cfg.data.pixel_scale, num_workers=cfg.data.num_workers)
+                         pixel_scale=cfg.data.pixel_scale, num_workers=cfg.data.num_workers,
+                         in_memory=cfg.data.get("in_memory", True))
     num_classes = dm.num_classes
     gpu = cfg.trainer.accelerator in ("gpu", "cuda")
     module = Classifier(OmegaConf.to_container(cfg.model, resolve=True), num_classes, crop=int(cfg.data.crop),

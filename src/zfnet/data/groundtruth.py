@@ -1,0 +1,51 @@
+"""Ground truth of a dataset (boxes, part landmarks) carried into the coordinates the network sees.
+
+The pipeline's own logic never reads ground truth; evaluation and the analyses that need it (the
+correspondence study's eye and nose positions, the object box of occlusion figures) do, through here.
+An image is seen as: smallest side -> ``resize`` (centre crop resize × resize), then the centre
+``crop`` × ``crop``; ``to_input`` maps original pixel coordinates through both steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from zfnet.data.preprocess import resized_size
+
+PARTS = {"right_eye": ("right_eye_x", "right_eye_y"), "left_eye": ("left_eye_x", "left_eye_y"), "nose": ("nose_x", "nose_y")}
+
+
+def to_input(x, y, width: int, height: int, resize: int, crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Original (x, y) (continuous pixel coordinates) -> coordinates in the centre crop."""
+    w, h = resized_size(width, height, resize)
+    sx, sy = w / width, h / height
+    left, top = int(round((w - resize) / 2.0)), int(round((h - resize) / 2.0))
+    inner = int(round((resize - crop) / 2.0))
+    return np.asarray(x) * sx - left - inner, np.asarray(y) * sy - top - inner
+
+
+def imagenet_table(demo_root: str | Path) -> pd.DataFrame:
+    path = Path(demo_root) / "ground_truth" / "imagenet.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ground truth not found (written by the demo_data stage)")
+    return pd.read_csv(path)
+
+
+def landmarks(table: pd.DataFrame, resize: int, crop: int) -> dict[str, np.ndarray]:
+    """Per part, (N, 2) xy in input coordinates for the rows of ``table`` (rows with landmarks only)."""
+    out = {}
+    for part, (cx, cy) in PARTS.items():
+        x, y = to_input(table[cx].to_numpy(float), table[cy].to_numpy(float), table.width.to_numpy(),
+                        table.height.to_numpy(), resize, crop)
+        out[part] = np.stack([x, y], axis=1)
+    return out
+
+
+def boxes(table: pd.DataFrame, resize: int, crop: int) -> np.ndarray:
+    """(N, 4) xmin, ymin, xmax, ymax in input coordinates (inclusive pixel indices -> edges)."""
+    x0, y0 = to_input(table.xmin.to_numpy(float), table.ymin.to_numpy(float), table.width.to_numpy(), table.height.to_numpy(), resize, crop)
+    x1, y1 = to_input(table.xmax.to_numpy(float) + 1, table.ymax.to_numpy(float) + 1, table.width.to_numpy(), table.height.to_numpy(), resize, crop)
+    return np.stack([x0, y0, x1, y1], axis=1)
