@@ -71,16 +71,9 @@ def table3(cfg: DictConfig) -> Path:
 
 
 def visualize(cfg: DictConfig) -> dict:
-    from zfnet.analysis.filters import save_filters
-    from zfnet.report import plot_history
-    from zfnet.training.checkpoints import load_model
+    from zfnet.visualize import run
 
-    out = Path(cfg.visualize.out_dir)
-    model = load_model(cfg.visualize.checkpoint)
-    figures = {"filters": [str(save_filters(model, out / "filters" / f"conv1_{model.arch}.png", "conv1"))]}
-    if Path(cfg.train.history_path).is_file():
-        figures["training"] = [str(plot_history(cfg.train.history_path, out / "training" / "curves.png"))]
-    (out / "index.json").write_text(json.dumps(figures, indent=2))
+    figures = run(cfg)
     with start_run(cfg, "visualize") as tracker:
         for group, paths in figures.items():
             for p in paths:

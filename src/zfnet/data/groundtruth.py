@@ -19,10 +19,11 @@ PARTS = {"right_eye": ("right_eye_x", "right_eye_y"), "left_eye": ("left_eye_x",
 
 
 def to_input(x, y, width: int, height: int, resize: int, crop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Original (x, y) (continuous pixel coordinates) -> coordinates in the centre crop."""
-    w, h = resized_size(width, height, resize)
-    sx, sy = w / width, h / height
-    left, top = int(round((w - resize) / 2.0)), int(round((h - resize) / 2.0))
+    """Original (x, y) (continuous pixel coordinates) -> coordinates in the centre crop (vectorized)."""
+    sizes = np.array([resized_size(int(a), int(b), resize) for a, b in zip(np.ravel(width), np.ravel(height))])
+    w, h = sizes[:, 0].reshape(np.shape(width)), sizes[:, 1].reshape(np.shape(height))
+    sx, sy = w / np.asarray(width), h / np.asarray(height)
+    left, top = np.round((w - resize) / 2.0), np.round((h - resize) / 2.0)  # same as int(round()) here
     inner = int(round((resize - crop) / 2.0))
     return np.asarray(x) * sx - left - inner, np.asarray(y) * sy - top - inner
 

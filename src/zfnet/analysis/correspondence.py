@@ -1,0 +1,316 @@
+"""Correspondence analysis (Zeiler & Fergus 2014, §4.3, Table 1).
+
+Occlude the same part (right eye, left eye, nose) of the object in each of N images, or a random region.
+For image i at layer l, ``eps_i = x_i - x~_i``: the block output of the original minus that of the
+occluded image, flattened. ``Delta_l`` is the mean, over ordered pairs ``i != j``, of the *normalized*
+Hamming distance between ``sign(eps_i)`` and ``sign(eps_j)``: the fraction of elements whose signs differ.
+(The paper writes a sum over pairs; its reported values, about 0.07-0.1, are fractions averaged over the
+pairs, which is what is computed here. Ordered and unordered pairs give the same mean.)
+
+``sign(0) = 0``: an element that the occlusion leaves unchanged (common after ReLU: a unit off in both
+images) has sign 0; 0 versus 0 counts as equal, 0 versus +1 or -1 counts as different.
+
+Occluded pixels are set to ``fill`` (default 0: the mean of mean-subtracted images). The model runs in eval
+mode (dropout off); its training flag is restored afterwards.
+
+Repetitions in ``correspondence_table`` (the paper reports mean +- std without saying over what): each
+repetition re-draws the masks. Random masks: new independent positions for every image. Part masks: every
+image's square is centred on its landmark shifted by an independent integer offset, uniform in
+``[-jitter, jitter]`` pixels per axis (annotation noise; ``jitter=0`` makes the part rows deterministic, std
+0). Mean and sample standard deviation (ddof 1) are over the repetitions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+__all__ = [
+    "PAPER_TABLE1",
+    "correspondence_table",
+    "delta",
+    "delta_from_eps",
+    "part_masks",
+    "random_masks",
+    "sign_disagreement",
+    "table_markdown",
+    "write_correspondence_table",
+]
+
+#: Table 1 of the paper: occlusion -> layer -> (mean, std)
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
+    "Right eye": {"layer5": (0.067, 0.007), "layer7": (0.069, 0.015)},
+    "Left eye": {"layer5": (0.069, 0.007), "layer7": (0.068, 0.013)},
+    "Nose": {"layer5": (0.079, 0.017), "layer7": (0.069, 0.011)},
+    "Random": {"layer5": (0.107, 0.017), "layer7": (0.073, 0.014)},
+}
+
+
+# --------------------------------------------------------------------------------------- Delta
+def sign_disagreement(eps: torch.Tensor) -> torch.Tensor:
+    """(N, D) differences -> (N, N) fraction of the D elements whose signs differ (sign(0) = 0)."""
+    if eps.dim() != 2:
+        raise ValueError(f"eps: expected (N, D), got {tuple(eps.shape)}")
+    s = torch.sign(eps)
+    equal = torch.zeros(eps.shape[0], eps.shape[0], dtype=torch.float64, device=eps.device)
+    for v in (-1.0, 0.0, 1.0):  # counts of equal signs, one value at a time, as matrix products
+        a = (s == v).to(torch.float64)
+        equal += a @ a.T
+    return 1.0 - equal / eps.shape[1]
+
+
+def delta_from_eps(eps: torch.Tensor) -> float:
+    """Mean over ordered pairs i != j of the normalized Hamming distance between sign(eps_i), sign(eps_j)."""
+    n = eps.shape[0]
+    if n < 2:
+        raise ValueError(f"Delta needs at least 2 images, got {n}")
+    d = sign_disagreement(eps.flatten(1))
+    return float((d.sum() - d.diagonal().sum()) / (n * (n - 1)))
+
+
+def _occlude(images: torch.Tensor, masks: torch.Tensor, fill) -> torch.Tensor:
+    if masks.dtype != torch.bool:
+        raise ValueError(f"masks: expected a bool tensor, got {masks.dtype}")
+    if masks.shape != (images.shape[0], *images.shape[-2:]):
+        raise ValueError(f"masks: expected shape {(images.shape[0], *images.shape[-2:])}, got {tuple(masks.shape)}")
+    f = torch.as_tensor(fill, dtype=images.dtype, device=images.device)
+    if f.dim() == 1:
+        f = f[:, None, None]
+    return torch.where(masks[:, None].to(images.device), f, images)
+
+
+def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], chunk: int = 64) -> dict[str, torch.Tensor]:
+    outs: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    for start in range(0, x.shape[0], chunk):
+        got = model.extract(x[start : start + chunk], list(layers))
+        for layer in layers:
+            outs[layer].append(got[layer].flatten(1))
+    return {layer: torch.cat(v) for layer, v in outs.items()}
+
+
+class _Eval:
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self):
+        self.was = self.model.training
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        self.model.train(self.was)
+
+
+@torch.no_grad()
+def delta(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, layer: str, fill=0.0) -> float:
+    """Delta_l of §4.3 for ``images`` (N, 3, H, W) (mean-subtracted) occluded where ``masks`` (N, H, W) is
+    True (set to ``fill``), at the block output ``layer``. See the module docstring."""
+    if images.dim() != 4:
+        raise ValueError(f"images: expected (N, C, H, W), got {tuple(images.shape)}")
+    param = next(model.parameters())
+    images = images.to(device=param.device, dtype=param.dtype)
+    occluded = _occlude(images, masks, fill)
+    with _Eval(model):
+        f = _features(model, torch.cat([images, occluded]), [layer])[layer]
+    n = images.shape[0]
+    return delta_from_eps(f[:n] - f[n:])
+
+
+# --------------------------------------------------------------------------------------- masks
+def _hw(image_hw) -> tuple[int, int]:
+    h, w = (image_hw, image_hw) if isinstance(image_hw, int) else (int(image_hw[0]), int(image_hw[1]))
+    return h, w
+
+
+def _square_masks(tops: torch.Tensor, lefts: torch.Tensor, size: int, h: int, w: int) -> torch.Tensor:
+    rows = torch.arange(h)
+    cols = torch.arange(w)
+    my = (rows[None] >= tops[:, None]) & (rows[None] < tops[:, None] + size)
+    mx = (cols[None] >= lefts[:, None]) & (cols[None] < lefts[:, None] + size)
+    return my[:, :, None] & mx[:, None, :]
+
+
+def _check_size(size: int, h: int, w: int) -> int:
+    if isinstance(size, bool) or int(size) != size or not 1 <= size <= min(h, w):
+        raise ValueError(f"size: expected an int in [1, {min(h, w)}], got {size!r}")
+    return int(size)
+
+
+def part_masks(landmarks, size: int, image_hw, offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, H, W) bool squares of side ``size`` centred on ``landmarks`` (N, 2) as (x, y).
+
+    Landmarks are continuous pixel coordinates (pixel column i covers [i, i + 1)); the square's left column
+    is ``round(x - size / 2)`` (so its centre is within half a pixel of x), likewise the top row. Squares
+    that would leave the image are shifted inside it (same area for every image). ``offsets`` (N, 2) integer
+    (dx, dy) shifts are added first (used for jitter).
+    """
+    h, w = _hw(image_hw)
+    size = _check_size(size, h, w)
+    lm = torch.as_tensor(landmarks, dtype=torch.float64)
+    if lm.dim() != 2 or lm.shape[1] != 2:
+        raise ValueError(f"landmarks: expected (N, 2) (x, y) coordinates, got {tuple(lm.shape)}")
+    if not torch.isfinite(lm).all():
+        raise ValueError("landmarks: every landmark must be finite (a part missing in an image?)")
+    lefts = torch.floor(lm[:, 0] - size / 2 + 0.5).long()
+    tops = torch.floor(lm[:, 1] - size / 2 + 0.5).long()
+    if offsets is not None:
+        lefts = lefts + offsets[:, 0]
+        tops = tops + offsets[:, 1]
+    return _square_masks(tops.clamp(0, h - size), lefts.clamp(0, w - size), size, h, w)
+
+
+def random_masks(n: int, size: int, image_hw, generator: torch.Generator | None = None,
+                 boxes=None) -> torch.Tensor:
+    """(n, H, W) bool squares of side ``size`` at independent uniformly random positions inside the image;
+    with ``boxes`` (n, 4) (xmin, ymin, xmax, ymax) the square's centre is drawn inside each image's box
+    (then shifted inside the image): random parts of the object."""
+    h, w = _hw(image_hw)
+    size = _check_size(size, h, w)
+    if boxes is None:
+        tops = torch.randint(0, h - size + 1, (n,), generator=generator)
+        lefts = torch.randint(0, w - size + 1, (n,), generator=generator)
+        return _square_masks(tops, lefts, size, h, w)
+    b = torch.as_tensor(boxes, dtype=torch.float64)
+    if b.shape != (n, 4):
+        raise ValueError(f"boxes: expected ({n}, 4) (xmin, ymin, xmax, ymax), got {tuple(b.shape)}")
+    u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    cx = b[:, 0] + u[:, 0] * (b[:, 2] - b[:, 0])
+    cy = b[:, 1] + u[:, 1] * (b[:, 3] - b[:, 1])
+    return part_masks(torch.stack([cx, cy], 1), size, (h, w))
+
+
+# --------------------------------------------------------------------------------------- table
+def _layer_key(layer: str) -> str:
+    m = re.search(r"(\d+)$", layer)
+    return f"layer{m.group(1)}" if m else layer
+
+
+def _pretty(part: str) -> str:
+    s = str(part).replace("_", " ").replace("-", " ").strip()
+    return s[:1].upper() + s[1:].lower()
+
+
+@torch.no_grad()
+def correspondence_table(
+    model: nn.Module,
+    images: torch.Tensor,
+    landmarks: Mapping[str, object],
+    layers: Sequence[str] = ("conv5", "fc7"),
+    size: int | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    *,
+    jitter: int | None = None,
+    fill=0.0,
+    random: bool = True,
+    boxes=None,
+) -> pd.DataFrame:
+    """Table 1: Delta per occlusion (each part of ``landmarks``, then ``Random``) and layer.
+
+    ``images`` (N, 3, H, W) mean-subtracted; ``landmarks`` maps a part name (``right_eye``...) to (N, 2)
+    (x, y) coordinates; ``size``: side of the square (None: H // 7, 32 px at 224); ``repeats``, ``seed``,
+    ``jitter`` (None: size // 4): see the module docstring; ``random``: add the random-occlusion row
+    (``boxes``: draw it inside the objects' boxes).
+
+    Columns: ``occlusion``, then per layer ``delta_<key>_mean``, ``delta_<key>_std`` (key ``layer5`` for
+    conv5, ``layer7`` for fc7), then the paper's ``paper_delta_<key>_mean`` / ``_std`` (NaN where the
+    paper has no such row), ``repeats``, ``size``.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images: expected (N, C, H, W), got {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    if n < 2:
+        raise ValueError(f"correspondence needs at least 2 images, got {n}")
+    size = _check_size(h // 7 if size is None else size, h, w)
+    jitter = size // 4 if jitter is None else int(jitter)
+    if repeats < 1:
+        raise ValueError(f"repeats: expected a positive int, got {repeats!r}")
+    lms = {}
+    for part, lm in landmarks.items():
+        t = torch.as_tensor(lm, dtype=torch.float64)
+        if t.shape != (n, 2):
+            raise ValueError(f"landmarks[{part!r}]: expected ({n}, 2) (x, y) coordinates, got {tuple(t.shape)}")
+        lms[part] = t
+    param = next(model.parameters())
+    images = images.to(device=param.device, dtype=param.dtype)
+    layers = list(layers)
+    g = torch.Generator().manual_seed(int(seed))
+
+    rows = []
+    with _Eval(model):
+        ref = _features(model, images, layers)
+        occlusions = [(part, "part") for part in lms] + ([("random", "random")] if random else [])
+        for part, kind in occlusions:
+            values: dict[str, list[float]] = {layer: [] for layer in layers}
+            for _r in range(repeats):
+                if kind == "part":
+                    off = torch.randint(-jitter, jitter + 1, (n, 2), generator=g) if jitter > 0 else None
+                    masks = part_masks(lms[part], size, (h, w), offsets=off)
+                else:
+                    masks = random_masks(n, size, (h, w), generator=g, boxes=boxes)
+                occ = _features(model, _occlude(images, masks, fill), layers)
+                for layer in layers:
+                    values[layer].append(delta_from_eps(ref[layer] - occ[layer]))
+            name = _pretty(part)
+            row: dict[str, object] = {"occlusion": name}
+            for layer in layers:
+                v = torch.tensor(values[layer], dtype=torch.float64)
+                key = _layer_key(layer)
+                row[f"delta_{key}_mean"] = float(v.mean())
+                row[f"delta_{key}_std"] = float(v.std(correction=1)) if len(v) > 1 else 0.0
+            for layer in layers:
+                key = _layer_key(layer)
+                mean, std = PAPER_TABLE1.get(name, {}).get(key, (math.nan, math.nan))
+                row[f"paper_delta_{key}_mean"], row[f"paper_delta_{key}_std"] = mean, std
+            row["repeats"], row["size"] = repeats, size
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pm(mean, std) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def table_markdown(df: pd.DataFrame) -> str:
+    """A Markdown table in the paper's layout, ours beside the paper's (no tabulate needed)."""
+    keys = [c[len("delta_") : -len("_mean")] for c in df.columns if c.startswith("delta_") and c.endswith("_mean")]
+    header = ["occlusion"]
+    for key in keys:
+        label = key.replace("layer", "layer ")
+        header += [f"Δ {label} (ours)", f"Δ {label} (paper)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in df.iterrows():
+        cells = [str(r["occlusion"])]
+        for key in keys:
+            cells.append(_pm(r[f"delta_{key}_mean"], r[f"delta_{key}_std"]))
+            cells.append(_pm(r.get(f"paper_delta_{key}_mean"), r.get(f"paper_delta_{key}_std")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_correspondence_table(df: pd.DataFrame, out_dir, name: str = "table1_correspondence") -> list[str]:
+    """Write ``<name>.csv`` and ``<name>.md`` atomically under ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
+    _atomic_write_text(csv_path, df.to_csv(index=False))
+    _atomic_write_text(md_path, table_markdown(df))
+    return [str(csv_path), str(md_path)]

@@ -1,0 +1,168 @@
+"""Top-k activations per feature map (Fig. 2) and receptive fields.
+
+``top_activations`` makes one streaming forward pass over a dataset and keeps, for every feature map of
+every requested layer, the k images whose strongest response in that map is largest (a unit's value is
+the max over spatial positions of one image's map; each image appears at most once per map, as in
+Fig. 2). The forward stops at the deepest requested layer. Ties are broken deterministically: equal
+values go to the lower image index, and within an image to the first position in row-major order.
+
+The per-image maxima are taken inside forward hooks (so later in-place ops cannot alter them) and the
+forward is stopped by the deepest hook.
+
+``receptive_field`` gives the input window of a unit by shape arithmetic over the conv/pool chain in
+front of the layer (recorded from a forward pass, see :mod:`zfnet.analysis.deconvnet`), clipped at
+every level to the feature map, i.e. exactly the pixels that can reach the unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from zfnet.analysis.deconvnet import Deconvnet, _eval_mode, _model_dtype_device, _Stop, resolve_layer
+
+__all__ = ["TopK", "receptive_field", "top_activations"]
+
+
+class TopK(NamedTuple):
+    """Per feature map, the k strongest images, strongest first: each field is (C, k)."""
+
+    values: torch.Tensor  # activation value (max over the map of that image)
+    image_index: torch.Tensor  # index of the image in the data (stream order); -1 where fewer than k images
+    y: torch.Tensor  # row of the max in the feature map
+    x: torch.Tensor  # column
+
+
+def _batches(data, batch_size: int):
+    if isinstance(data, torch.Tensor):
+        for s in range(0, data.shape[0], batch_size):
+            yield data[s:s + batch_size]
+        return
+    for batch in data:
+        if isinstance(batch, (list, tuple)):
+            batch = batch[0]
+        elif isinstance(batch, dict):
+            batch = batch.get("image", batch.get("x", next(iter(batch.values()))))
+        if not isinstance(batch, torch.Tensor):
+            raise TypeError(f"data: expected batches of tensors (or (x, y) tuples), got {type(batch).__name__}")
+        yield batch
+
+
+def _per_image_max(out: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(B, C, H, W) or (B, C) -> per image and map: max value, its flat position (first in row-major), W."""
+    a = out.detach()
+    if a.ndim == 2:
+        a = a[:, :, None, None]
+    if a.ndim != 4:
+        raise ValueError(f"layer {name!r}: expected a (B, C, H, W) or (B, C) output, got {tuple(a.shape)}")
+    b, c, h, w = a.shape
+    vals, pos = a.reshape(b, c, h * w).max(dim=2)
+    return vals, pos, w
+
+
+def _reduce_layers(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str, tuple]:
+    """Per layer (values, positions, width) of the per-image maxima; the forward stops at the deepest layer.
+
+    Reduced inside the forward hooks, so a later in-place op (torchvision's ReLU(inplace=True) after a conv)
+    cannot change a captured output, and no full feature map is kept.
+    """
+    outs: dict[str, tuple] = {}
+    remaining = set(layers)
+    handles = []
+
+    def make(name):
+        def hook(_m, _i, out):
+            if name not in outs:
+                outs[name] = _per_image_max(out, name)
+                remaining.discard(name)
+                if not remaining:
+                    raise _Stop
+
+        return hook
+
+    for name in layers:
+        handles.append(resolve_layer(model, name).register_forward_hook(make(name)))
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    if remaining:
+        raise RuntimeError(f"layers {sorted(remaining)} were not called by the model's forward pass")
+    return outs
+
+
+@torch.no_grad()
+def top_activations(
+    model: nn.Module,
+    data,
+    layers: Iterable[str],
+    k: int = 9,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, TopK]:
+    """Running top-``k`` per feature map over ``data`` (a (N, 3, H, W) tensor or an iterable of batches).
+
+    Returns ``{layer: TopK(values, image_index, y, x)}``, each field (C, k) (k = min(k, number of images)),
+    strongest first. For 2-D layer outputs (fc) y and x are 0. The model runs in eval mode (restored after).
+    """
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers: give at least one layer")
+    if k < 1:
+        raise ValueError(f"k: expected a positive int, got {k!r}")
+    dtype, device = _model_dtype_device(model)
+    run: dict[str, tuple[torch.Tensor, ...]] = {}
+    seen = 0
+    it = _batches(data, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="top activations", unit="batch")
+    with _eval_mode(model):
+        for xb in it:
+            xb = xb.to(device=device, dtype=dtype)
+            b = xb.shape[0]
+            outs = _reduce_layers(model, xb, layers)
+            for name in layers:
+                vals, pos, w = outs[name]
+                c = vals.shape[1]
+                # candidates in ascending image order: running (older images) first, then this batch
+                cv = vals.t()  # (C, B)
+                ci = torch.arange(seen, seen + b, device=vals.device).expand(c, b)
+                cy, cx = (pos // w).t(), (pos % w).t()
+                if name in run:
+                    rv, ri, ry, rx = run[name]
+                    # the running list is sorted by (value desc, index asc); re-sort the union by index first
+                    cv, ci = torch.cat([rv, cv], 1), torch.cat([ri, ci], 1)
+                    cy, cx = torch.cat([ry, cy], 1), torch.cat([rx, cx], 1)
+                    order = torch.argsort(ci, dim=1, stable=True)
+                    cv, ci, cy, cx = (t.gather(1, order) for t in (cv, ci, cy, cx))
+                order = torch.sort(cv, dim=1, descending=True, stable=True).indices[:, :k]
+                run[name] = tuple(t.gather(1, order) for t in (cv, ci, cy, cx))
+            seen += b
+    if not run:
+        raise ValueError("data: no images")
+    return {name: TopK(*(t.cpu() for t in run[name])) for name in layers}
+
+
+def receptive_field(
+    model: nn.Module, layer: str, y: int, x: int, input_size: int | Sequence[int] = 224
+) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` (bottom/right exclusive) of the input pixels that reach unit (y, x).
+
+    Computed by shape arithmetic over the chain of conv / pool layers in front of ``layer`` (recorded from a
+    forward pass on zeros of ``input_size``); at every level the window is clipped to the feature map.
+    """
+    h, w = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
+    dtype, device = _model_dtype_device(model)
+    dn = Deconvnet(model, [layer]).cache(torch.zeros(1, 3, h, w, dtype=dtype, device=device))
+    _, _, hh, ww = dn.acts[layer].shape
+    if not (0 <= y < hh and 0 <= x < ww):
+        raise ValueError(f"(y, x) = ({y}, {x}) is outside layer {layer!r}'s {hh}x{ww} map")
+    return dn.receptive_field(layer, y, x)
