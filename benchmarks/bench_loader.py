@@ -33,6 +33,7 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", 2))
 
 class _Training:
     training = True
+    world_size = 1
 
 
 def samples_per_s(loader, step) -> float:

@@ -24,7 +24,7 @@ from _common import best_of, imagenet_like_jpegs, save  # noqa: E402
 from zfnet.data.prepare import prepare  # noqa: E402
 from zfnet.data.preprocess import center_crop  # noqa: E402
 
-N = int(os.environ.get("BENCH_N", 240))
+N = int(os.environ.get("BENCH_N", 480))
 
 
 def baseline(paths):

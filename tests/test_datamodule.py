@@ -12,6 +12,7 @@ from zfnet.data.prepare import prepare
 
 class _Trainer:
     training = True
+    world_size = 1
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from zfnet.data import shards
-from zfnet.data.crops import batch_crops, random_crops
+from zfnet.data.crops import batch_crops, random_crops, ten_crops
 
 
 class StreamingShards(IterableDataset):
@@ -109,11 +109,13 @@ class ShardDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        x = self.normalize(images)
         if self.trainer is not None and self.trainer.training:
             if self.crops == "ten":
-                index = torch.randint(0, 10, (x.shape[0],), device=x.device)
-                x = batch_crops(x, index, self.crop)
+                # crop the uint8 images first, then subtract the same crop of the mean: 1.3x fewer pixels
+                index = torch.randint(0, 10, (images.shape[0],), device=images.device)
+                mean10 = ten_crops(self.mean.to(images.device), self.crop)  # (10, 3, s, s)
+                x = (batch_crops(images, index, self.crop).float() - mean10[index]) * self.pixel_scale
             else:
-                x = random_crops(x, self.crop)
-        return x, labels
+                x = random_crops(self.normalize(images), self.crop)
+            return x, labels
+        return self.normalize(images), labels

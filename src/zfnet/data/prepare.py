@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +148,8 @@ def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -
     if workers == 1:
         results = map(run_shard, todo)
     else:
-        pool = get_context("spawn").Pool(workers)
+        # fork: workers start in milliseconds (spawn re-imports torch in each, seconds per worker)
+        pool = get_context("fork" if "fork" in get_all_start_methods() else "spawn").Pool(workers)
         results = pool.imap_unordered(run_shard, todo)
     for info in results:
         bar.update(info["seen"])
