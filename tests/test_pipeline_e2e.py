@@ -27,7 +27,8 @@ def sh(args, cwd, env):
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+    # tracked files as they are in the working tree (untracked files may be outputs of a local run)
+    files = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, files):
         src = REPO / rel
