@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,3 +33,13 @@ def tiny_cfg(_tiny_cfg_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     return cfg
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: OpenMP hand-offs between threads cost more than they save (on a busy 2-core
+    machine up to hundreds of times more). Modules of small-model tests opt in with ``usefixtures``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,13 +14,7 @@ from zfnet.analysis.occlusion import occlusion_maps, occlusion_positions, pixel_
 from zfnet.models import build
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: on a shared 2-core machine OpenMP hand-offs cost more than they save."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(arch: str = "zfnet", hw: int = 64, dtype=torch.float32, seed: int = 0, classes: int = 10):

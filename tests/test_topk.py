@@ -16,12 +16,7 @@ from zfnet.models import build
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
