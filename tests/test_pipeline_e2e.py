@@ -14,7 +14,8 @@ from conftest import REPO
 from zfnet.tracking import read_records
 
 pytestmark = pytest.mark.slow
-STAGES = ["demo_data", "prepare", "train", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7", "table3", "visualize", "report"]
+STAGES = ["demo_data", "prepare", "train", "train_noclip", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7", "table3",
+          "visualize", "report"]
 JOB_TYPES = ["demo_data", "prepare", "train", "ablation", "table3", "visualize", "report"]
 
 
@@ -76,6 +77,14 @@ def test_outputs(pipeline_run):
             assert (work / path).stat().st_size > 0
             assert os.path.relpath(work / path, work / "reports") in html
     assert "38.4" in html  # the paper's Table 2 number beside ours
+    figures = json.loads((work / "reports/figures/index.json").read_text())
+    for group in ("filters", "training", "deconv", "evolution", "occlusion", "invariance", "correspondence", "fig6"):
+        assert figures.get(group), group
+    assert len([p for p in figures["fig6"] if "filters_" in p]) == 3  # alexnet, zfnet, zfnet without clipping
+    boxes = json.loads((work / "reports/figures/occlusion/boxes.json").read_text())
+    assert boxes and all(len(b["box"]) == 4 and isinstance(b["inside_box"], bool) for b in boxes)
+    table1 = (work / "reports/tables/table1_correspondence.md").read_text()
+    assert "Right eye" in table1 and "0.067" in table1
 
 
 def test_wandb_runs_one_group_one_job_type_per_stage(pipeline_run):

@@ -107,6 +107,14 @@ def write_report(cfg) -> Path:
             f"<figcaption>{html.escape(Path(p).stem)}</figcaption></figure>" for p in paths if Path(p).is_file())
         sections.append(_section(f"Figures: {group}", imgs))
 
+    boxes = _read_json(figures_dir / "occlusion" / "boxes.json")
+    if boxes:
+        frame = pd.DataFrame(boxes)
+        inside = int(frame.inside_box.sum())
+        sections.append(_section("Occlusion: where the correct-class probability drops most",
+                                 f"<p>Minimum of p(correct class) inside the object's box for {inside} of {len(frame)} images "
+                                 "(box from the demo's ground truth, in input coordinates).</p>" + frame.to_html(index=False)))
+
     prov = {"git revision": _git_revision(), "profile": cfg.get("profile"), "model": cfg.model.name}
     stats = _read_json(Path(cfg.prepare.out_dir) / "stats.json")
     if stats:

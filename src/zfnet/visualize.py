@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from zfnet.analysis.filters import save_filters
@@ -28,20 +29,46 @@ def _centre(x: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., top : top + crop, left : left + crop]
 
 
-def network_inputs(prepared_dir: Path, crop: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first ``n`` validation images as the network sees them: (images, labels, mean crop)."""
+def network_inputs(prepared_dir: Path, crop: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """The first ``n`` validation images as the network sees them: (images, labels, mean crop, source paths)."""
     mean = torch.from_numpy(np.load(prepared_dir / "mean.npy")).float().permute(2, 0, 1)
-    images, labels = [], []
+    images, labels, paths = [], [], []
     for shard in shards.shards(prepared_dir, "val"):
-        for _key, image, label in shards.iter_shard(shard):
+        for _key, image, label, meta in shards.iter_shard(shard, meta=True):
             images.append(torch.from_numpy(image).permute(2, 0, 1).float())
             labels.append(label)
+            paths.append(meta["path"])
             if len(images) == n:
                 break
         if len(images) == n:
             break
     x = torch.stack(images) - mean
-    return _centre(x, crop), torch.tensor(labels), _centre(mean, crop)
+    return _centre(x, crop), torch.tensor(labels), _centre(mean, crop), paths
+
+
+def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str]) -> list[dict]:
+    """Where each image's probability minimum falls relative to its object box (from ground truth)."""
+    from zfnet.data.groundtruth import boxes, imagenet_table
+
+    try:
+        table = imagenet_table(cfg.demo_data.out_dir)
+    except FileNotFoundError:
+        return []
+    root = Path(cfg.demo_data.out_dir).resolve()
+    by_path = {str((root / p).resolve()): row for p, row in zip(table.path, table.itertuples(index=False))}
+    rows = []
+    for m, path in zip(maps, paths):
+        row = by_path.get(str(Path(path).resolve()))
+        if row is None:
+            continue
+        box = boxes(pd.DataFrame([row]), int(cfg.data.resize), int(cfg.data.crop))[0]
+        iy, ix = np.unravel_index(int(torch.as_tensor(m["prob"]).argmin()), tuple(m["prob"].shape))
+        cy, cx = float(m["ys"][iy]) + m["size"] / 2, float(m["xs"][ix]) + m["size"] / 2
+        rows.append({"image": Path(path).name, "box": [round(float(v), 1) for v in box],
+                     "min_prob_centre": [cx, cy], "min_prob": float(torch.as_tensor(m["prob"]).min()),
+                     "unoccluded_prob": float(m["unoccluded"]["prob"]),
+                     "inside_box": bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3])})
+    return rows
 
 
 def part_images(cfg, mean_full: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]] | None:
@@ -81,7 +108,7 @@ def run(cfg) -> dict[str, list[str]]:
     if Path(cfg.train.history_path).is_file():
         figures["training"] = [str(plot_history(cfg.train.history_path, out / "training" / "curves.png"))]
 
-    images, labels, mean = network_inputs(prepared, crop, int(v.images))
+    images, labels, mean, paths = network_inputs(prepared, crop, int(v.images))
     deconv = figures_deconv.export(model, images, out, maps_per_layer=int(v.deconv.maps_per_layer), k=int(v.deconv.k),
                                    checkpoints=checkpoints_by_epoch(Path(v.checkpoints_dir)) or None, seed=int(cfg.seed),
                                    mean=mean.mean(dim=(1, 2)))  # patches are crops: a per-channel mean to display them
@@ -99,5 +126,14 @@ def run(cfg) -> dict[str, list[str]]:
         correspondence={k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None},
         tables_dir=v.tables_dir, mean=mean)
     figures.update(sens.figures)
+    summary = occlusion_vs_boxes(cfg, list(sens.maps), paths)
+    (out / "occlusion" / "boxes.json").write_text(json.dumps(summary, indent=2))
+
+    # Fig. 6: layer 1 and 2 of Krizhevsky's model and ours (the Table 3 baselines: same data, epochs and
+    # width), and ours trained without RMS clipping
+    fig6_models = {label: load_model(p) for label, p in (("alexnet", v.fig6.alexnet), ("zfnet", v.fig6.zfnet),
+                                                       ("zfnet, no RMS clipping", v.fig6.zfnet_noclip)) if Path(p).is_file()}
+    if fig6_models:
+        figures["fig6"] = figures_deconv.fig6(fig6_models, images, out, seed=int(cfg.seed))
     (out / "index.json").write_text(json.dumps(figures, indent=2))
     return figures

@@ -57,13 +57,14 @@ def _all_shards(urls):
     return urls
 
 
-def iter_shard(path: str | Path) -> Iterator[tuple[str, np.ndarray, int]]:
-    """(key, uint8 HWC image, label) for every sample of one shard, in order."""
+def iter_shard(path: str | Path, meta: bool = False) -> Iterator[tuple]:
+    """(key, uint8 HWC image, label[, meta dict with the source path]) for every sample of one shard."""
     import webdataset as wds
 
     # every rank reads the whole shard (the in-memory splits are split per rank by the sampler)
     for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False, nodesplitter=_all_shards):
-        yield sample["__key__"], decode(sample), int(sample["cls"])
+        item = (sample["__key__"], decode(sample), int(sample["cls"]))
+        yield (*item, json.loads(sample["json"])) if meta else item
 
 
 def shards(out_dir: str | Path, split: str) -> list[Path]:
