@@ -112,7 +112,7 @@ def start_run(cfg: Mapping, job_type: str, name: str | None = None) -> Tracker:
             entity=wcfg.get("entity"),
             group=group_name(cfg),
             job_type=job_type,
-            name=name,
+            name=name or wcfg.get("name"),
             mode=mode,
             dir=str(wandb_dir),
             config=OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True),
