@@ -45,3 +45,15 @@ def test_conf_has_no_runtime_interpolations():
     for path in (REPO / "conf").rglob("*.yaml"):
         code = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
         assert not re.search(r"\$\{(hydra|now|oc\.env):", code), path
+
+
+@pytest.mark.parametrize("preset,target", [("slurm", "SlurmLauncher"), ("local", "JoblibLauncher")])
+def test_launcher_presets_compose(preset, target):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+launcher={preset}", "+sweep=ablation", "trainer=ddp"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert "zfnet_fc8192" in cfg.hydra.sweeper.params["train.variant"]
+    if preset == "slurm":
+        assert cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices == 8  # one task per GPU: no re-launch
