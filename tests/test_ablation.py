@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO
 from test_prepare import make_imagenet, settings
-from zfnet.ablation import selected_variant, table3, variant_config
+from zfnet.ablation import selected_variant, variant_config
 from zfnet.data.prepare import prepare
 from zfnet.models import build
 

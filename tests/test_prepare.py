@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
-from PIL import Image
 
 from test_preprocess import natural_like
 from zfnet.data import imagenet, shards

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from zfnet.io import atomic_path, write_text
+
 # Table 2 (paper.md): ImageNet 2012 val error (%) of one convnet
 PAPER_TABLE2 = {
     "zfnet": {"model": "1 convnet as per Fig. 3", "val_top1": 38.4, "val_top5": 16.5},
@@ -44,10 +46,9 @@ def plot_history(history_csv: str | Path, out: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 
@@ -140,8 +141,4 @@ pre {{ background: #f6f6f6; padding: 1rem; overflow: auto; }}
 {''.join(sections)}
 </body></html>
 """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text(out, page)

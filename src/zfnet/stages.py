@@ -6,7 +6,6 @@ Each one calls the library, writes its outputs where config says, and logs to W&
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from zfnet.io import write_text
 
 
 def _cell(value) -> str:
@@ -24,12 +25,4 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 def write_table(frame: pd.DataFrame, stem: str | Path) -> tuple[Path, Path]:
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix, text in ((".csv", frame.to_csv(index=False)), (".md", to_markdown(frame))):
-        path = stem.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths[0], paths[1]
+    return write_text(stem.with_suffix(".csv"), frame.to_csv(index=False)), write_text(stem.with_suffix(".md"), to_markdown(frame))

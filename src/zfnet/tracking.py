@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import struct
-import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any

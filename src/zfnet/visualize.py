@@ -21,6 +21,7 @@ from zfnet.analysis.filters import save_filters
 from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import center_crop
+from zfnet.io import write_json
 from zfnet.training.checkpoints import load_model
 
 
@@ -127,7 +128,7 @@ def run(cfg) -> dict[str, list[str]]:
         tables_dir=v.tables_dir, mean=mean)
     figures.update(sens.figures)
     summary = occlusion_vs_boxes(cfg, list(sens.maps), paths)
-    (out / "occlusion" / "boxes.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "occlusion" / "boxes.json", summary)
 
     # Fig. 6: layer 1 and 2 of Krizhevsky's model and ours (the Table 3 baselines: same data, epochs and
     # width), and ours trained without RMS clipping
@@ -135,5 +136,5 @@ def run(cfg) -> dict[str, list[str]]:
                                                        ("zfnet, no RMS clipping", v.fig6.zfnet_noclip)) if Path(p).is_file()}
     if fig6_models:
         figures["fig6"] = figures_deconv.fig6(fig6_models, images, out, seed=int(cfg.seed))
-    (out / "index.json").write_text(json.dumps(figures, indent=2))
+    write_json(out / "index.json", figures)
     return figures

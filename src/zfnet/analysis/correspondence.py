@@ -23,7 +23,6 @@ image's square is centred on its landmark shifted by an independent integer offs
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
+
+from zfnet.io import write_text
 
 __all__ = [
     "PAPER_TABLE1",
@@ -297,14 +298,7 @@ def table_markdown(df: pd.DataFrame) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text(path, text)
 
 
 def write_correspondence_table(df: pd.DataFrame, out_dir, name: str = "table1_correspondence") -> list[str]:

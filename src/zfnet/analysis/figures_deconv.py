@@ -13,7 +13,6 @@ Patches and projections are the unit's receptive field (zero outside the image).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import nn
 from zfnet.analysis.deconvnet import Deconvnet, NotAChainError, Projections, project
 from zfnet.analysis.filters import filter_grid
 from zfnet.analysis.topk import TopK, top_activations
+from zfnet.io import atomic_path, write_text
 
 __all__ = ["DEFAULT_LAYERS", "choose_maps", "compose_table", "export", "fig2", "fig6", "project_selected"]
 
@@ -36,21 +36,13 @@ _INK = (0, 0, 0)
 
 # ------------------------------------------------------------------------------------------- writing
 def _save_png(img: np.ndarray | Image.Image, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(tmp, format="PNG")
+    return Path(path)
 
 
 def _atomic_json(obj, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(obj, indent=1))
 
 
 def _safe(label: str) -> str:

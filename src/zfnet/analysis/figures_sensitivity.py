@@ -14,7 +14,6 @@ matplotlib's object API (no pyplot state, no display needed). Layout under ``out
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from matplotlib.patches import Patch, Rectangle
 from zfnet.analysis import correspondence as corr
 from zfnet.analysis.invariance import invariance_sweep
 from zfnet.analysis.occlusion import occlusion_maps, projection
+from zfnet.io import atomic_path
 
 __all__ = ["SensitivityExport", "export", "plot_correspondence", "plot_invariance", "plot_occlusion", "save_figure"]
 
@@ -42,15 +42,8 @@ class SensitivityExport(NamedTuple):
 
 def save_figure(fig: Figure, path) -> str:
     """Save ``fig`` as PNG at ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return str(path)
 
 

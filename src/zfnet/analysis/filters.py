@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from zfnet.io import atomic_path
+
 
 def filter_grid(weight: torch.Tensor, nrow: int | None = None, upscale: int = 4) -> np.ndarray:
     """(out, 3, k, k) conv weights -> uint8 (H, W, 3) grid, each filter scaled to [0, 255] separately."""
@@ -23,9 +25,6 @@ def filter_grid(weight: torch.Tensor, nrow: int | None = None, upscale: int = 4)
 
 def save_filters(model: torch.nn.Module, path: str | Path, layer: str = "conv1") -> Path:
     """Write the layer's filter grid as a PNG (atomically) and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray(filter_grid(model.weight_layer(layer).weight)).save(tmp)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(filter_grid(model.weight_layer(layer).weight)).save(tmp)
+    return Path(path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from zfnet.data import imagenet, shards
 from zfnet.data.preprocess import BadImage, center_crop
+from zfnet.io import atomic_path, write_json
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def run_shard(job: ShardJob) -> dict:
     shards.write_shard(job.path, samples)
     info = {"split": job.split, "index": job.index, "seen": len(job.items), "written": len(samples),
             "rejected": rejected, "settings": job.settings}
-    shards.write_json(job.sidecar, info)
+    write_json(job.sidecar, info)
     return info
 
 
@@ -118,18 +118,16 @@ def finalize(jobs: list[ShardJob], classes: dict, out_dir: Path, size: int) -> d
         if stale.name not in planned:  # shards of an earlier, larger dataset
             stale.unlink()
     mean, _ = mean_image(out_dir, size)
-    tmp = out_dir / f"mean.tmp-{os.getpid()}.npy"
-    np.save(tmp, mean)
-    os.replace(tmp, out_dir / "mean.npy")
-    Image.fromarray(mean.round().clip(0, 255).astype(np.uint8)).save(out_dir / "mean.png")
-    tmp_csv = out_dir / f"rejected.csv.tmp-{os.getpid()}"
-    with tmp_csv.open("w", newline="") as fh:
+    with atomic_path(out_dir / "mean.npy") as tmp:
+        np.save(tmp, mean)
+    with atomic_path(out_dir / "mean.png") as tmp:
+        Image.fromarray(mean.round().clip(0, 255).astype(np.uint8)).save(tmp)
+    with atomic_path(out_dir / "rejected.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["split", "path", "reason", "detail"])
         writer.writeheader()
         writer.writerows(rejected)
-    os.replace(tmp_csv, out_dir / "rejected.csv")
-    shards.write_json(out_dir / "classes.json", classes)
-    shards.write_json(out_dir / "stats.json", stats)
+    write_json(out_dir / "classes.json", classes)
+    write_json(out_dir / "stats.json", stats)
     return stats
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from zfnet.io import atomic_path
 
 
 def shard_name(split: str, index: int) -> str:
@@ -46,11 +47,9 @@ def write_shard(path: Path, samples: list[dict]) -> None:
     """Write one tar shard atomically (temp file + rename): a shard on disk is always complete."""
     import webdataset as wds
 
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with wds.TarWriter(str(tmp), mtime=0) as sink:  # fixed mtime: same input, same bytes
+    with atomic_path(path) as tmp, wds.TarWriter(str(tmp), mtime=0) as sink:  # fixed mtime: same input, same bytes
         for sample in samples:
             sink.write(sample)
-    os.replace(tmp, path)
 
 
 def _all_shards(urls):
@@ -82,9 +81,3 @@ def load_split(out_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]
             images.append(image)
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)

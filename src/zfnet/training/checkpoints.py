@@ -8,7 +8,6 @@ loadable with ``torch.load(..., weights_only=True)`` and rebuilt by ``load_model
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,14 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from zfnet.io import atomic_path
 from zfnet.models import build
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 class EpochCheckpoints(pl.callbacks.Checkpoint):
@@ -47,12 +44,10 @@ class EpochCheckpoints(pl.callbacks.Checkpoint):
 
 def export_model(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> Path:
     """``model.pt``: {"arch": model.config, "state_dict": ..., **extra}; weights_only-loadable."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"arch": dict(model.config), "state_dict": state, **(extra or {})}, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"arch": dict(model.config), "state_dict": state, **(extra or {})}, tmp)
+    return Path(path)
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> torch.nn.Module:

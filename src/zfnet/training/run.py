@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from omegaconf import OmegaConf
 
 from zfnet.analysis.filters import filter_grid
 from zfnet.data.datamodule import ShardDataModule
+from zfnet.io import atomic_path, write_text
 from zfnet.tracking import Tracker, start_run
 from zfnet.training.checkpoints import AtomicCheckpointIO, EpochCheckpoints, export_model
 from zfnet.training.lightning_module import Classifier
@@ -48,14 +48,11 @@ class EpochReport(pl.Callback):
         row.update({k.replace("/", "_"): round(float(v), 6) for k, v in sorted(trainer.callback_metrics.items())
                     if k.startswith("val")})
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
-        self.history_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.history_path.with_name(self.history_path.name + ".tmp")
         fields = sorted({k for r in self.rows for k in r}, key=lambda k: (k != "epoch", k))
-        with tmp.open("w", newline="") as fh:
+        with atomic_path(self.history_path) as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.history_path)
         self.tracker.image("filters/conv1", filter_grid(pl_module.model.weight_layer("conv1").weight),
                            caption=f"epoch {row['epoch']}")
 
@@ -91,7 +88,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     if not resume:
         for stale in out_dir.glob("*.ckpt"):
             stale.unlink()
-    stamp.write_text(json.dumps({"fingerprint": fp}))
+    write_text(stamp, json.dumps({"fingerprint": fp}))
 
     tracker = start_run(cfg, job_type, name=run_name)
     report = EpochReport(history_path, tracker, resume)
@@ -123,10 +120,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
         "train_seconds": round(seconds, 2),
         "resumed": resume,
     }
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = metrics_path.with_name(metrics_path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, metrics_path)
+    write_text(metrics_path, json.dumps(metrics, indent=2))
     tracker.summary(metrics)
     if cfg.wandb.get("log_checkpoints"):
         tracker.artifact(f"model-{cfg.model.name}", "model", [out_dir / "model.pt"])
