@@ -380,3 +380,9 @@ def test_defaults_documented():
         else:
             assert re.search(rf"^\s*{key}: {val}\b", doc, re.M), key
     assert len(demo.IMAGENET_CLASSES) == len({w for w, *_ in demo.IMAGENET_CLASSES})
+    # conf/ is the single source the pipeline reads: the module's defaults must not drift from it
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/demo_data/demo.yaml"))
+    conf.pop("out_dir")
+    assert conf == demo.DEFAULTS

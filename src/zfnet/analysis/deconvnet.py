@@ -263,16 +263,14 @@ class _DeconvReLU(torch.autograd.Function):
         return grad.clamp(min=0)
 
 
-class _DeconvReLUInplace(torch.autograd.Function):
+class _DeconvReLUInplace(_DeconvReLU):
+    """The in-place ReLU of the same deconvnet (backward inherited)."""
+
     @staticmethod
     def forward(ctx, x):
         ctx.mark_dirty(x)
         with _sanctioned():
             return torch.relu_(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.clamp(min=0)
 
 
 class _LRNPassThrough(torch.autograd.Function):
