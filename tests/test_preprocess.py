@@ -22,6 +22,13 @@ def natural_like(w, h, seed=0):
     return Image.fromarray(arr)
 
 
+def within_rounding(a, b):
+    """Equal up to the rounding of two resampling passes (each rounds to uint8, with other weight precision
+    in torch than in PIL): no pixel more than 2 levels off, under a tenth of a level on average."""
+    diff = np.abs(a.astype(int) - b.astype(int))
+    return a.shape == b.shape and diff.max() <= 2 and diff.mean() <= 0.1
+
+
 def torchvision_reference(path, size):
     return np.asarray(T.CenterCrop(size)(T.Resize(size)(Image.open(path).convert("RGB"))))
 
@@ -32,15 +39,18 @@ def test_agrees_with_torchvision(tmp_path, w, h):
     natural_like(w, h, seed=w + h).save(path, quality=90)
     ours, ref = center_crop(path, 256), torchvision_reference(path, 256)
     assert ours.shape == ref.shape == (256, 256, 3) and ours.dtype == np.uint8
-    diff = np.abs(ours.astype(int) - ref.astype(int)).mean()
-    # exact below 2x the target size; reduced-scale JPEG decoding of large images stays within ~1 level
-    assert diff <= (0.0 if min(w, h) < 512 else 1.0), diff
+    diff = np.abs(ours.astype(int) - ref.astype(int))
+    if min(w, h) < 4 * 256:
+        # no reduced-scale decoding below 4x the target; torch's resampler vs PIL's: equal up to rounding
+        assert within_rounding(ours, ref), (diff.max(), diff.mean())
+    else:  # reduced-scale JPEG decoding of large images stays within ~1 level
+        assert diff.mean() <= 1.0, diff.mean()
 
 
 def test_accepts_pil_and_small_sizes(tmp_path):
     img = natural_like(200, 160)
     ref = np.asarray(T.CenterCrop(128)(T.Resize(128)(img)))
-    assert np.array_equal(center_crop(img, 128), ref)
+    assert within_rounding(center_crop(img, 128), ref)
 
 
 def save(tmp_path, name, img, **kw):
@@ -56,14 +66,16 @@ def test_decodes_every_colour_kind_to_rgb(tmp_path):
         "png_named_jpeg.JPEG": save(tmp_path, "png_named_jpeg.JPEG", rgb, format="PNG"),
         "cmyk.JPEG": save(tmp_path, "cmyk.JPEG", rgb.convert("CMYK"), format="JPEG", quality=95),
         "grey.JPEG": save(tmp_path, "grey.JPEG", grey, format="JPEG"),
+        "progressive.JPEG": save(tmp_path, "progressive.JPEG", rgb, format="JPEG", progressive=True),
         "palette.png": save(tmp_path, "palette.png", rgb.convert("P"), format="PNG"),
         "rgba.png": save(tmp_path, "rgba.png", rgb.convert("RGBA"), format="PNG"),
     }
     for name, path in cases.items():
         out = center_crop(path, 128)
         assert out.shape == (128, 128, 3), name
-    # colour is decoded correctly: the PNG named .JPEG is lossless, so it equals torchvision exactly
-    assert np.array_equal(center_crop(cases["png_named_jpeg.JPEG"], 128), torchvision_reference(cases["png_named_jpeg.JPEG"], 128))
+    # colour is decoded correctly: every kind equals torchvision's own decode-and-resize up to rounding
+    for name, path in cases.items():
+        assert within_rounding(center_crop(path, 128), torchvision_reference(path, 128)), name
     # CMYK -> RGB lands near the original colours; greyscale has three equal channels
     cmyk = center_crop(cases["cmyk.JPEG"], 128).astype(int)
     assert np.abs(cmyk - center_crop(rgb, 128).astype(int)).mean() < 6
