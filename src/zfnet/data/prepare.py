@@ -5,8 +5,10 @@ worker processes write them in parallel, each shard atomically with a JSON sidec
 rejected images and the settings it was made with). A finished shard is never redone: an interrupted
 run resumes, and ``shard_index``/``shard_count`` let several machines prepare disjoint shards of one
 dataset. When every shard exists, the run finalizes: ``stats.json`` (seen = written + rejected per
-split), ``rejected.csv`` (path, reason), ``classes.json`` and the mean image (float64, streamed over the
-training shards) as ``mean.npy`` (H, W, 3) and ``mean.png``.
+split), ``rejected.csv`` (path, reason), ``classes.json`` and the mean image as ``mean.npy`` (H, W, 3,
+float64) and ``mean.png``. Each worker sums the training images of its shards as it writes them (exact int64
+sums): the mean is their total over the count, so no second pass over the shards in one process; only
+shards finished by an earlier run or another machine are read back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -60,22 +63,30 @@ class ShardJob:
             return False
 
 
-def run_shard(job: ShardJob) -> dict:
+def run_shard(job: ShardJob) -> tuple[dict, np.ndarray]:
+    """Write one shard and its sidecar; returns the sidecar's info and the int64 sum of the shard's images."""
     samples, rejected = [], []
-    for path, label, n in job.items:
-        try:
-            image = center_crop(path, job.size, max_pixels=job.max_pixels)
-        except BadImage as err:
-            rejected.append({"path": path, "reason": err.reason, "detail": err.detail})
-            continue
-        ext, data = shards.encode(image, job.encoding, job.quality)
-        samples.append({"__key__": f"{job.split}_{n:08d}", ext: data, "cls": str(label).encode(),
-                        "json": json.dumps({"path": path}).encode()})
+    total = np.zeros((job.size, job.size, 3), np.int64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one worker, one core: the resize would otherwise spread over every core
+    try:
+        for path, label, n in job.items:
+            try:
+                image = center_crop(path, job.size, max_pixels=job.max_pixels)
+            except BadImage as err:
+                rejected.append({"path": path, "reason": err.reason, "detail": err.detail})
+                continue
+            total += image
+            ext, data = shards.encode(image, job.encoding, job.quality)
+            samples.append({"__key__": f"{job.split}_{n:08d}", ext: data, "cls": str(label).encode(),
+                            "json": json.dumps({"path": path}).encode()})
+    finally:
+        torch.set_num_threads(threads)
     shards.write_shard(job.path, samples)
     info = {"split": job.split, "index": job.index, "seen": len(job.items), "written": len(samples),
             "rejected": rejected, "settings": job.settings}
     write_json(job.sidecar, info)
-    return info
+    return info, total
 
 
 def plan(cfg, root: Path, out_dir: Path) -> tuple[list[ShardJob], dict]:
@@ -90,19 +101,27 @@ def plan(cfg, root: Path, out_dir: Path) -> tuple[list[ShardJob], dict]:
     return jobs, {"wnids": wnids, "names": [names[w] for w in wnids]}
 
 
-def mean_image(out_dir: Path, size: int) -> tuple[np.ndarray, int]:
-    """Per-pixel mean over the training shards, accumulated in float64."""
-    total, count = np.zeros((size, size, 3), np.float64), 0
-    for shard in tqdm(shards.shards(out_dir, "train"), desc="mean image", unit="shard"):
-        for _key, image, _label in shards.iter_shard(shard):
-            total += image
-            count += 1
+def mean_image(out_dir: Path, size: int, summed: tuple[np.ndarray, set[str]] | None = None,
+               progress: bool = True) -> tuple[np.ndarray, int]:
+    """Per-pixel mean over the training shards: the exact integer sum of every image over their count.
+
+    ``summed``: (int64 sum, names of the shards it covers), added up from this run's workers; every other
+    shard is read back. Integer sums make the result independent of the order and of the split into runs
+    (bit-identical to a float64 running sum, which is exact for integers too)."""
+    total, done = summed if summed is not None else (np.zeros((size, size, 3), np.int64), set())
+    total, count = total.copy(), 0
+    for shard in tqdm(shards.shards(out_dir, "train"), desc="mean image", unit="shard", disable=not progress):
+        count += json.loads(shard.with_suffix(".json").read_text())["written"]
+        if shard.name not in done:
+            for _key, image, _label in shards.iter_shard(shard):
+                total += image
     if count == 0:
         raise ValueError(f"{out_dir}: no training image survived preprocessing; see rejected.csv")
     return total / count, count
 
 
-def finalize(jobs: list[ShardJob], classes: dict, out_dir: Path, size: int) -> dict:
+def finalize(jobs: list[ShardJob], classes: dict, out_dir: Path, size: int,
+             summed: tuple[np.ndarray, set[str]] | None = None, progress: bool = True) -> dict:
     stats: dict[str, dict[str, int]] = {}
     rejected = []
     for job in jobs:
@@ -117,7 +136,7 @@ def finalize(jobs: list[ShardJob], classes: dict, out_dir: Path, size: int) -> d
     for stale in [*out_dir.glob("*-*.tar"), *out_dir.glob("*-*.json")]:
         if stale.name not in planned:  # shards of an earlier, larger dataset
             stale.unlink()
-    mean, _ = mean_image(out_dir, size)
+    mean, _ = mean_image(out_dir, size, summed, progress)
     with atomic_path(out_dir / "mean.npy") as tmp:
         np.save(tmp, mean)
     with atomic_path(out_dir / "mean.png") as tmp:
@@ -149,8 +168,12 @@ def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -
         # fork: workers start in milliseconds (spawn re-imports torch in each, seconds per worker)
         pool = get_context("fork" if "fork" in get_all_start_methods() else "spawn").Pool(workers)
         results = pool.imap_unordered(run_shard, todo)
-    for info in results:
+    summed = (np.zeros((int(cfg.size), int(cfg.size), 3), np.int64), set())  # running sum, shards in it
+    for info, total in results:
         bar.update(info["seen"])
+        if info["split"] == "train":
+            summed[0].__iadd__(total)
+            summed[1].add(shards.shard_name(info["split"], info["index"]))
     bar.close()
     if workers > 1:
         pool.close()
@@ -158,4 +181,4 @@ def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -
     missing = [j for j in jobs if not j.done()]
     if missing:
         return {"complete": False, "shards_done": len(jobs) - len(missing), "shards_total": len(jobs)}
-    return finalize(jobs, classes, out_dir, int(cfg.size))
+    return finalize(jobs, classes, out_dir, int(cfg.size), summed, progress)
