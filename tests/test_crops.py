@@ -27,6 +27,16 @@ def test_batch_crops_selects_each_samples_crop():
         assert torch.equal(out[i], crops[i, index[i]])
 
 
+def test_batch_crops_minus_subtracts_the_same_crop_of_the_mean():
+    x = torch.randint(0, 256, (30, 3, 40, 40), dtype=torch.uint8)
+    mean = torch.rand(3, 40, 40, dtype=torch.float64) * 255
+    index = torch.randint(0, 10, (30,))
+    out = batch_crops(x.contiguous(memory_format=torch.channels_last), index, 32, minus=ten_crops(mean, 32).float())
+    ref = torch.stack(TenCrop(32)(x.double() - mean), dim=1)[torch.arange(30), index]  # torchvision, float64
+    assert out.dtype == torch.float32 and out.shape == (30, 3, 32, 32)
+    assert (out.double() - ref).abs().max() < 1e-4
+
+
 def test_random_crops_are_windows_of_the_image_or_its_mirror():
     g = torch.Generator().manual_seed(0)
     x = torch.arange(2 * 3 * 10 * 10, dtype=torch.float32).view(2, 3, 10, 10)

@@ -64,20 +64,26 @@ def test_bad_settings_are_named(prepared):
         dm.setup()
 
 
-def test_streaming_epoch_covers_the_split_once(prepared):
-    dm = ShardDataModule(prepared, crop=32, batch_size=5, in_memory=False, num_workers=2)
+@pytest.mark.parametrize("in_memory,workers", [(False, 2), (True, 0), (True, 2)])
+def test_epoch_covers_the_split_once(prepared, in_memory, workers):
+    dm = ShardDataModule(prepared, crop=32, batch_size=5, in_memory=in_memory, num_workers=workers)
     dm.setup()
     from zfnet.data import shards
 
     images, labels = shards.load_split(prepared, "train")
     keys = {bytes(img.tobytes()): int(l) for img, l in zip(images, labels)}
     orders = []
+    loader = dm.train_dataloader()  # made once and iterated every epoch, as Lightning does (persistent workers)
     for _ in range(2):
         seen = []
-        for batch_images, batch_labels in dm.train_dataloader():
+        for batch_images, batch_labels in loader:
+            assert batch_images.shape[1:] == (3, 40, 40) and batch_images.dtype == torch.uint8
             for img, label in zip(batch_images, batch_labels):
                 seen.append(bytes(img.permute(1, 2, 0).numpy().tobytes()))
                 assert keys[seen[-1]] == int(label)
-        assert sorted(seen) == sorted(keys)  # every training image exactly once, with its label, over 2 workers
+        if in_memory:  # drop_last: all but the last partial batch
+            assert len(seen) == len(keys) - len(keys) % 5 and len(set(seen)) == len(seen) and set(seen) <= set(keys)
+        else:  # every training image exactly once, with its label, over 2 workers
+            assert sorted(seen) == sorted(keys)
         orders.append(seen)
     assert orders[0] != orders[1]  # reshuffled each epoch

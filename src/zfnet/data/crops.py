@@ -41,18 +41,20 @@ def _windows(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch
     return torch.where(flip.view(b, 1, 1, 1), out.flip(-1), out)
 
 
-def batch_crops(x: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+def batch_crops(x: torch.Tensor, index: torch.Tensor, size: int, minus: torch.Tensor | None = None) -> torch.Tensor:
     """One crop per sample: (B, C, H, W) and (B,) ints in [0, 10) -> (B, C, size, size).
 
-    Index k < 5 is crop k of the image, k >= 5 crop k-5 of the flipped image (TenCrop order). Ten
-    sliced copies, one per crop kind (no per-pixel gather): the fast path on CPU and GPU alike.
+    Index k < 5 is crop k of the image, k >= 5 crop k-5 of the flipped image (TenCrop order). ``minus``:
+    (10, C, size, size), e.g. the ten crops of the mean image; crop k of it is subtracted from the samples
+    cropped at k (float32 out). One window copy per crop kind (at most ten ops whatever the batch size, no
+    per-pixel gather): the fast path on CPU and GPU alike.
     """
     b, c, h, w = x.shape
     if h != w:
         raise ValueError(f"batch_crops expects square images, got {(h, w)}")
     offsets = crop_offsets(h, size)
     k = index.to(x.device).long()
-    out = x.new_empty((b, c, size, size))
+    out = torch.empty((b, c, size, size), device=x.device, dtype=x.dtype if minus is None else torch.float32)
     for kind in range(10):
         sel = (k == kind).nonzero().flatten()
         if sel.numel() == 0:
@@ -60,9 +62,12 @@ def batch_crops(x: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor
         top, left = offsets[kind % 5]
         if kind >= 5:  # the flipped image's crop = the mirror of the opposite window of the image
             left = w - size - left
-            out[sel] = x[sel, :, top : top + size, left : left + size].flip(-1)
-        else:
-            out[sel] = x[sel, :, top : top + size, left : left + size]
+        crop = x[:, :, top : top + size, left : left + size].index_select(0, sel)
+        if kind >= 5:
+            crop = crop.flip(-1)
+        if minus is not None:
+            crop = crop.float().sub_(minus[kind])
+        out.index_copy_(0, sel, crop)
     return out
 
 

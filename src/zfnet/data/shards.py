@@ -34,10 +34,35 @@ def encode(image: np.ndarray, encoding: str, quality: int = 95) -> tuple[str, by
     raise ValueError(f"prepare.encoding: expected 'npy' or 'jpg', got {encoding!r}")
 
 
+_NPY_HEADERS: dict[bytes, tuple[tuple[int, ...], np.dtype]] = {}
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    """``np.load`` of .npy bytes as a read-only view of ``data`` (no copy).
+
+    np.load parses the header's Python-literal dict on every call (with ``ast``) and copies the pixels;
+    every image of a split has the same header, so it is parsed once and the pixels are viewed in place."""
+    head = bytes(data[:10])
+    if head[:8] == b"\x93NUMPY\x01\x00":  # format 1.0: 2-byte header length
+        end = 10 + int.from_bytes(head[8:10], "little")
+        header = bytes(data[:end])
+        spec = _NPY_HEADERS.get(header)
+        if spec is None:
+            fp = io.BytesIO(header)
+            np.lib.format.read_magic(fp)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+            spec = _NPY_HEADERS[header] = (shape, dtype) if not (fortran or dtype.hasobject) else None
+        if spec is not None:
+            shape, dtype = spec
+            return np.frombuffer(data, dtype, count=int(np.prod(shape)), offset=end).reshape(shape)
+    return np.load(io.BytesIO(data))
+
+
 def decode(sample: dict) -> np.ndarray:
+    """The image of a sample, uint8 (H, W, 3); read-only where it views the sample's bytes."""
     if "npy" in sample:
         data = sample["npy"]
-        return data if isinstance(data, np.ndarray) else np.load(io.BytesIO(data))
+        return data if isinstance(data, np.ndarray) else decode_npy(data)
     if "jpg" in sample:
         return np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"))
     raise KeyError(f"sample {sample.get('__key__')}: no npy or jpg field")
@@ -80,4 +105,4 @@ def load_split(out_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]
         for _key, image, label in iter_shard(shard):
             images.append(image)
             labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)  # a copy: writable
