@@ -116,3 +116,26 @@ def test_invariance_figures_are_pngs(model, images, tmp_path):
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 300
     assert not [p for p in (tmp_path / "inv").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_mean_curves_average_each_amount_over_the_images(model, images, tmp_path):
+    from zfnet.analysis.invariance import mean_curves
+    from zfnet.visualize import write_invariance_curves
+
+    df = invariance_sweep(model, images, [1, 2], {"translate": [4, -4, 0], "rotate": [0, 90]}, image_ids=["a", "b"])
+    rows = df.to_dict("records")
+    curves = mean_curves(df)
+    assert list(curves) == ["translate", "rotate"]
+    for kind, amounts in (("translate", [-4.0, 0.0, 4.0]), ("rotate", [0.0, 90.0])):
+        assert list(curves[kind].amount) == amounts  # ascending, for a line plot
+        for _, got in curves[kind].iterrows():
+            mine = [r for r in rows if r["transform"] == kind and r["amount"] == got["amount"]]
+            assert len(mine) == 2 and got["images"] == 2
+            for col in ("distance_conv1", "distance_fc7", "p_true"):
+                assert got[col] == pytest.approx(sum(r[col] for r in mine) / 2)
+    (tmp_path / "curves").mkdir()
+    (tmp_path / "curves/scale.csv").write_text("stale")
+    written = write_invariance_curves(df, tmp_path / "curves")
+    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["rotate.csv", "translate.csv"] == sorted(p.name for p in written)
+    with pytest.raises(ValueError, match="p_true"):
+        mean_curves(df.drop(columns="p_true"))

@@ -3,7 +3,7 @@
 Inputs are what the network sees: validation images prepared by the prepare stage (centre crop of
 ``data.crop``, minus the mean image). Figures: layer-1 filters (Fig. 6), training curves, top-9 deconvnet
 projections (Fig. 2) and their evolution over the saved checkpoints (Fig. 4), occlusion (Fig. 7) and
-invariance (Fig. 5); Table 1 (correspondence) on images of a class with part landmarks in its ground
+invariance (Fig. 5, its curves also as CSV for ``dvc plots``); Table 1 (correspondence) on images of a class with part landmarks in its ground
 truth (the demo's face-like class), when that ground truth exists.
 """
 
@@ -90,6 +90,20 @@ def part_images(cfg, mean_full: torch.Tensor) -> tuple[torch.Tensor, dict[str, n
     return images, landmarks(rows, int(cfg.data.resize), int(cfg.data.crop))
 
 
+def write_invariance_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Fig. 5's curves (mean over the images) as ``<out_dir>/<transform>.csv``: the DVC plots' data."""
+    from zfnet.analysis.invariance import mean_curves
+    from zfnet.io import write_text
+
+    out_dir = Path(out_dir)
+    curves = mean_curves(df)
+    written = [write_text(out_dir / f"{kind}.csv", frame.to_csv(index=False)) for kind, frame in curves.items()]
+    for stale in out_dir.glob("*.csv"):
+        if stale.stem not in curves:
+            stale.unlink()
+    return written
+
+
 def checkpoints_by_epoch(folder: Path) -> dict[str, torch.nn.Module]:
     found = sorted((int(m.group(1)), p) for p in folder.glob("epoch=*.ckpt") if (m := re.match(r"epoch=(\d+)", p.stem)))
     return {f"epoch {e}": load_model(p) for e, p in found}
@@ -127,6 +141,8 @@ def run(cfg) -> dict[str, list[str]]:
         correspondence={k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None},
         tables_dir=v.tables_dir, mean=mean)
     figures.update(sens.figures)
+    if "invariance" in sens.tables and v.get("curves_dir"):
+        write_invariance_curves(sens.tables["invariance"], v.curves_dir)
     summary = occlusion_vs_boxes(cfg, list(sens.maps), paths)
     write_json(out / "occlusion" / "boxes.json", summary)
 

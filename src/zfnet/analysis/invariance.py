@@ -27,7 +27,7 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["TRANSFORMS", "default_amounts", "transform", "invariance_sweep"]
+__all__ = ["TRANSFORMS", "default_amounts", "transform", "invariance_sweep", "mean_curves"]
 
 TRANSFORMS = ("translate", "scale", "rotate")
 
@@ -131,3 +131,20 @@ def invariance_sweep(
         model.train(was_training)
     columns = ["transform", "amount", "image", "label", *[_layer_col(layer) for layer in layers], "p_true"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def mean_curves(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Fig. 5's curves averaged over the images: per transformation (in ``df``'s order), one row per amount
+    (ascending) with the mean of every ``distance_<layer>`` column and of ``p_true``, and ``images``, the
+    number of images averaged. ``df`` is ``invariance_sweep``'s table."""
+    missing = {"transform", "amount", "image", "p_true"} - set(df.columns)
+    if missing:
+        raise ValueError(f"invariance table: missing columns {sorted(missing)}; expected invariance_sweep's output")
+    values = [c for c in df.columns if c.startswith("distance_")] + ["p_true"]
+    curves = {}
+    for kind in dict.fromkeys(df["transform"]):
+        part = df[df["transform"] == kind]
+        mean = part.groupby("amount", sort=True)[values].mean()
+        mean["images"] = part.groupby("amount", sort=True)["image"].nunique()
+        curves[str(kind)] = mean.reset_index()
+    return curves
