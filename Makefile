@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test params benchmarks clean
+.PHONY: setup chromium demo test params benchmarks clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -19,8 +19,17 @@ demo: setup  ## set up, then run the whole pipeline on the embedded demo data
 	dvc repro
 	@echo "report: $(CURDIR)/reports/index.html"
 
-test: setup  ## set up, then run the whole test suite (slow end-to-end tests included)
+test: setup chromium  ## set up, then run the whole test suite (slow end-to-end tests included)
 	python -m pytest
+
+# Debian's chromium + its matching chromedriver: the report test opens reports/index.html in a real headless
+# browser. Installed once (as root, or with sudo); nothing happens when both are already there.
+chromium:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  echo "installing Debian's chromium and chromium-driver (apt-get)"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 params: setup  ## compose conf/ into params.yaml, exactly as `dvc exp run` would
 	python -m zfnet.config

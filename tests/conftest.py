@@ -1,9 +1,15 @@
-"""Shared fixtures: a tiny composed config (once per session, copied per test), repo paths."""
+"""Shared fixtures: a tiny composed config (once per session, copied per test), repo paths, and one
+`dvc repro` of the whole pipeline on the tiny profile (once per session, shared by the end-to-end tests)."""
 
 from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,6 +41,19 @@ def tiny_cfg(_tiny_cfg_session, tmp_path, monkeypatch):
     return cfg
 
 
+def offline_records(log: Path, timeout: float = 60.0) -> list:
+    """The records of an offline run's transaction log once the SDK has written all of it (its ``exit``
+    record): ``run.finish()`` can return while W&B's service process is still flushing the file."""
+    from zfnet.tracking import read_records
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(read_records(log))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: OpenMP hand-offs between threads cost more than they save (on a busy 2-core
@@ -43,3 +62,49 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def sh(args, cwd, env, timeout=900):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    work: Path  # the temporary git repo the pipeline ran in
+    env: dict  # the environment it ran with (W&B offline, runs under work/wandb)
+    first: str  # output of the first `dvc repro`
+    second: str  # output of the second (nothing to do)
+    status: str  # output of `dvc status` afterwards
+
+
+def pipeline_env(work: Path, **extra) -> dict:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "WANDB_MODE": "offline", "WANDB_DIR": str(work), "DVC_NO_ANALYTICS": "1", **extra}
+    env.pop("WANDB_SILENT", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> PipelineRun:
+    """`dvc repro` of the whole pipeline on the tiny profile in a temporary git copy of the repo, run twice,
+    then `dvc status`. Tests must not change it (copy `work` to experiment on it)."""
+    work = tmp_path_factory.mktemp("e2e") / "repo"
+    # tracked files as they are in the working tree (untracked files may be outputs of a local run)
+    files = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    env = pipeline_env(work)
+    sh([sys.executable, "-m", "zfnet.config", "--out", str(work / "params.yaml"), "profile=tiny"], work, env)
+    sh(["git", "init", "-q"], work, env)
+    sh(["git", "add", "-A"], work, env)
+    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], work, env)
+    first = sh(["dvc", "repro"], work, env)
+    second = sh(["dvc", "repro"], work, env)
+    status = sh(["dvc", "status"], work, env)
+    return PipelineRun(work, env, first, second, status)

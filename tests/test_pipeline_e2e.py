@@ -1,52 +1,32 @@
 """End to end: `dvc repro` of the whole pipeline on the tiny profile, in a temporary copy of the repo."""
 
+import csv
 import json
+import math
 import os
+import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+from urllib.parse import quote
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
-from conftest import REPO
+from conftest import offline_records, pipeline_env, sh
 from zfnet.tracking import read_records
 
 pytestmark = pytest.mark.slow
 STAGES = ["demo_data", "prepare", "train", "train_noclip", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7", "table3",
           "visualize", "report"]
-JOB_TYPES = ["demo_data", "prepare", "train", "ablation", "table3", "visualize", "report"]
-
-
-def sh(args, cwd, env):
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout + proc.stderr
+JOB_TYPES = ["demo_data", "prepare", "train", "ablation", "table3", "visualize", "summary"]
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e") / "repo"
-    # tracked files as they are in the working tree (untracked files may be outputs of a local run)
-    files = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / rel)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "WANDB_MODE": "offline", "WANDB_DIR": str(work), "DVC_NO_ANALYTICS": "1"}
-    env.pop("WANDB_SILENT", None)
-    sh([sys.executable, "-m", "zfnet.config", "--out", str(work / "params.yaml"), "profile=tiny"], work, env)
-    sh(["git", "init", "-q"], work, env)
-    sh(["git", "add", "-A"], work, env)
-    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], work, env)
-    first = sh(["dvc", "repro"], work, env)
-    second = sh(["dvc", "repro"], work, env)
-    status = sh(["dvc", "status"], work, env)
-    return work, first, second, status
+def pipeline_run(tiny_pipeline):
+    return tiny_pipeline.work, tiny_pipeline.first, tiny_pipeline.second, tiny_pipeline.status
 
 
 def test_every_stage_ran_and_reran_nothing(pipeline_run):
@@ -72,10 +52,11 @@ def test_outputs(pipeline_run):
     assert blob["arch"]["name"] == "zfnet" and blob["arch"]["input_size"] == 64
     assert blob["state_dict"]["conv1.conv.weight"].pow(2).mean((1, 2, 3)).sqrt().max() <= 0.1 + 1e-6
     html = (work / "reports/index.html").read_text()
+    pages = {p: p.read_text() for p in (work / "reports/pages").glob("*.html")}
     for fig in json.loads((work / "reports/figures/index.json").read_text()).values():
         for path in fig:
             assert (work / path).stat().st_size > 0
-            assert os.path.relpath(work / path, work / "reports") in html
+            assert any(quote(os.path.relpath(work / path, page.parent)) in text for page, text in pages.items()), path
     assert "38.4" in html  # the paper's Table 2 number beside ours
     figures = json.loads((work / "reports/figures/index.json").read_text())
     for group in ("filters", "training", "deconv", "evolution", "occlusion", "invariance", "correspondence", "fig6"):
@@ -123,10 +104,120 @@ def test_table3_in_report(pipeline_run):
     assert "Table 3: architecture ablations" in (work / "reports/index.html").read_text()
 
 
-def test_changing_one_variant_reruns_only_that_variant(pipeline_run):
-    work, *_ = pipeline_run
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "WANDB_MODE": "disabled",
-           "DVC_NO_ANALYTICS": "1"}
+def _cell_matches(text: str, value) -> bool:
+    """A CSV cell (as the csv module reads it) against the value W&B stored."""
+    if text == "":
+        return value is None or (isinstance(value, float) and math.isnan(value))
+    try:
+        return math.isclose(float(text), float(value), rel_tol=1e-9, abs_tol=1e-12)
+    except (TypeError, ValueError):
+        return text == str(value)
+
+
+def _summary_run(work: Path):
+    found = []
+    for log in (work / "wandb").glob("offline-run-*/run-*.wandb"):
+        records = offline_records(log)
+        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+        if run.job_type == "summary":
+            found.append((log.parent, run, records))
+    assert len(found) == 1, [str(f[0]) for f in found]
+    return found[0]
+
+
+def test_summary_run_holds_every_table_and_the_key_figures(pipeline_run):
+    """The W&B summary run (report stage) as the SDK wrote it: every CSV in reports/tables as a table with
+    the CSV's columns and rows, Table 2 with the paper's numbers, the first figures of every group."""
+    work = pipeline_run[0]
+    run_dir, run, records = _summary_run(work)
+    other = next(r.run for r in read_records(next((work / "wandb").glob("offline-run-*/run-*.wandb")))
+                 if r.WhichOneof("record_type") == "run")
+    assert run.run_group == other.run_group and run.display_name == "summary"
+    history = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            for item in r.history.item:
+                history[".".join(item.nested_key) or item.key] = json.loads(item.value_json)
+
+    csvs = sorted((work / "reports/tables").glob("*.csv"))
+    assert {c.stem for c in csvs} >= {"table1_correspondence", "table3_ablation"}
+    for path in csvs:
+        key = f"tables/{path.stem}"
+        assert history[f"{key}._type"] == "table-file", key
+        logged = json.loads((run_dir / "files" / history[f"{key}.path"]).read_text())
+        with path.open(newline="") as f:
+            header, *rows = list(csv.reader(f))
+        assert logged["columns"] == header, key
+        assert len(logged["data"]) == len(rows), key
+        for want, got in zip(rows, logged["data"]):
+            assert all(_cell_matches(t, v) for t, v in zip(want, got, strict=True)), (key, want, got)
+
+    table2 = json.loads((run_dir / "files" / history["tables/table2_imagenet.path"]).read_text())
+    metrics = json.loads((work / "metrics/train.json").read_text())
+    ours, paper = (dict(zip(table2["columns"], row)) for row in table2["data"])
+    assert ours["val top-1 (%)"] == pytest.approx(100 * metrics["val_top1_error"], abs=0.05)
+    assert (paper["val top-1 (%)"], paper["val top-5 (%)"]) == (38.4, 16.5)  # Table 2 of the paper
+
+    figures = json.loads((work / "reports/figures/index.json").read_text())
+    for group, paths in figures.items():
+        for path in paths[:4]:  # report.wandb_figures_per_group
+            key = f"figures/{group}/{Path(path).stem}"
+            assert history[f"{key}._type"] == "image-file", key
+            logged = np.asarray(Image.open(run_dir / "files" / history[f"{key}.path"]).convert("RGB"))
+            assert np.array_equal(logged, np.asarray(Image.open(work / path).convert("RGB"))), key
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({u.key: json.loads(u.value_json) for u in r.summary.update if u.key})
+    assert summary["train/val_top1_error"] == pytest.approx(metrics["val_top1_error"])
+
+
+def _vega_specs(html: str) -> dict[str, dict]:
+    decoder = json.JSONDecoder()
+    return {m.group(1): decoder.raw_decode(html, m.end())[0]
+            for m in re.finditer(r'<div id = "([^"]+)">\s*<script[^>]*>\s*var spec = ', html)}
+
+
+def test_dvc_plots_show_renders_training_and_invariance_curves(pipeline_run, tmp_path):
+    work = pipeline_run[0]
+    env = pipeline_env(work, WANDB_MODE="disabled")
+    sh(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], work, env)
+    specs = _vega_specs((tmp_path / "plots" / "index.html").read_text())
+
+    def series(plot: str, x: str, y: str) -> tuple[list[float], list[float]]:
+        values = [v for v in specs[plot]["data"]["values"] if v.get("field", y) == y]  # one line per y field
+        return [float(v[x]) for v in values], [float(v[y]) for v in values]
+
+    history = pd.read_csv(work / "metrics/train_history.csv")
+    for column in ("train_top1_error", "val_top1_error", "val_10crop_top1_error"):
+        epochs, errors = series("training_curves__top-1_error_", "epoch", column)
+        assert epochs == list(history.epoch) and errors == pytest.approx(list(history[column]))
+    curves = sorted((work / "metrics/invariance").glob("*.csv"))
+    assert {c.stem for c in curves} == {"translate", "scale", "rotate"}
+    for path in curves:
+        frame = pd.read_csv(path)
+        for column in ("distance_conv1", "distance_fc7", "p_true"):
+            amounts, values = series(f"invariance_{path.stem}_{column}", "amount", column)
+            assert amounts == pytest.approx(list(frame.amount)) and values == pytest.approx(list(frame[column]))
+
+
+def test_dvc_metrics_and_exp_show_list_the_metrics(pipeline_run):
+    work = pipeline_run[0]
+    env = pipeline_env(work, WANDB_MODE="disabled")
+    metrics = json.loads((work / "metrics/train.json").read_text())
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], work, env))
+    (workspace,) = shown.values()  # keyed by revision; the workspace's key is ""
+    assert workspace["data"]["metrics/train.json"]["data"]["val_top1_error"] == metrics["val_top1_error"]
+    rows = list(csv.DictReader(sh(["dvc", "exp", "show", "--csv"], work, env).splitlines()))
+    workspace = next(r for r in rows if r["rev"] == "workspace")
+    assert float(workspace["metrics/train.json:val_top1_error"]) == pytest.approx(metrics["val_top1_error"], abs=1e-5)
+    assert "metrics/ablation/zfnet.json:val_top1_error" in workspace
+
+
+def test_changing_one_variant_reruns_only_that_variant(pipeline_run, tmp_path):
+    work = tmp_path / "repo"  # a copy: the shared pipeline run stays as `dvc repro` left it
+    shutil.copytree(pipeline_run[0], work, symlinks=True)
+    env = pipeline_env(work, WANDB_MODE="disabled")
     params = work / "params.yaml"
     text = params.read_text()
     assert "    row: Removed layer 7\n" in text

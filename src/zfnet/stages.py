@@ -81,9 +81,12 @@ def visualize(cfg: DictConfig) -> dict:
 
 
 def report(cfg: DictConfig) -> Path:
-    from zfnet.report import write_report
+    """The static HTML report, and the W&B summary run (job_type ``summary``, in the pipeline run's group):
+    every table, the key figures, the training metrics and the report folder, so one dashboard shows the
+    whole reproduction."""
+    from zfnet.report import log_summary, write_report
 
     path = write_report(cfg)
-    with start_run(cfg, "report") as tracker:
-        tracker.artifact("report", "report", [path])
+    with start_run(cfg, "summary", name="summary") as tracker:
+        log_summary(tracker, cfg, path)
     return path

@@ -3,8 +3,8 @@
 Inputs are what the network sees: validation images prepared by the prepare stage (centre crop of
 ``data.crop``, minus the mean image). Figures: layer-1 filters (Fig. 6), training curves, top-9 deconvnet
 projections (Fig. 2) and their evolution over the saved checkpoints (Fig. 4), occlusion (Fig. 7) and
-invariance (Fig. 5, its curves also as CSV for ``dvc plots``); Table 1 (correspondence) on images of a class with part landmarks in its ground
-truth (the demo's face-like class), when that ground truth exists.
+invariance (Fig. 5, its curves also as CSV for ``dvc plots``); Table 1 (correspondence) on images of a
+class with part landmarks in its ground truth (the demo's face-like class), when that ground truth exists.
 """
 
 from __future__ import annotations
