@@ -185,3 +185,22 @@ def test_decode_npy_equals_np_load(array):
         out = shards.decode_npy(buf.getvalue())
         ref = np.load(io.BytesIO(buf.getvalue()))
         assert out.dtype == ref.dtype and out.shape == ref.shape and np.array_equal(out, ref)
+
+
+def test_a_failing_worker_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    import zfnet.data.prepare as prep
+
+    make_imagenet(tmp_path / "in", bad=False)
+    real = prep.run_shard
+
+    def flaky(job):
+        if job.split == "train" and job.index == 2:
+            raise MemoryError("boom in shard 2")
+        return real(job)
+
+    monkeypatch.setattr(prep, "run_shard", flaky)  # forked helpers inherit it
+    with pytest.raises((MemoryError, RuntimeError), match="boom in shard 2"):
+        prepare(settings(workers=2), tmp_path / "in", tmp_path / "out", progress=False)
+    monkeypatch.setattr(prep, "run_shard", real)
+    stats = prepare(settings(workers=2), tmp_path / "in", tmp_path / "out", progress=False)  # resumes
+    assert stats["train"]["written"] == 15

@@ -16,6 +16,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import queue
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -151,6 +154,70 @@ def finalize(jobs: list[ShardJob], classes: dict, out_dir: Path, size: int,
     return stats
 
 
+def _claim(todo: list[ShardJob], counter) -> Iterator[ShardJob]:
+    """The jobs not yet taken by any process, one at a time (a shared counter: no process idles while
+    another still has a queue of jobs, so the processes finish within one shard of each other)."""
+    while True:
+        with counter.get_lock():
+            n = counter.value
+            counter.value += 1
+        if n >= len(todo):
+            return
+        yield todo[n]
+
+
+def _worker(todo: list[ShardJob], counter, results) -> None:
+    try:
+        for job in _claim(todo, counter):
+            results.put(("done", run_shard(job)))
+    except BaseException as err:  # the parent re-raises it, naming the worker's error
+        results.put(("failed", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+        raise
+
+
+def _run(todo: list[ShardJob], workers: int) -> Iterator[tuple[dict, np.ndarray]]:
+    """``run_shard`` over ``todo`` in ``workers`` processes: this one and ``workers - 1`` forked helpers.
+
+    The parent works too (one fork fewer, and no parent idling on a pool), takes jobs from the same
+    counter, and reads the helpers' results between its own shards; helpers put results on a queue with a
+    feeder thread, so they never wait for the parent."""
+    # fork: helpers start in milliseconds (spawn re-imports torch in each, seconds per worker)
+    ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+    counter, results = ctx.Value("q", 0), ctx.Queue()
+    helpers = [ctx.Process(target=_worker, args=(todo, counter, results), daemon=True) for _ in range(workers - 1)]
+    for helper in helpers:
+        helper.start()
+    done = 0
+
+    def received(block: bool):
+        nonlocal done
+        while done < len(todo):
+            try:
+                status, payload = results.get(timeout=1.0) if block else results.get_nowait()
+            except queue.Empty:
+                if not block:
+                    return
+                if not any(h.is_alive() for h in helpers) and results.empty():
+                    raise RuntimeError(f"prepare: a worker process died with {len(todo) - done} shards unreported")
+                continue
+            if status == "failed":
+                raise RuntimeError(f"prepare: a worker failed: {payload}")
+            done += 1
+            yield payload
+
+    try:
+        for job in _claim(todo, counter):
+            done += 1
+            yield run_shard(job)
+            yield from received(block=False)
+        yield from received(block=True)
+    finally:
+        for helper in helpers:
+            if helper.is_alive() and done < len(todo):  # an error: stop the others
+                helper.terminate()
+            helper.join()
+
+
 def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -> dict:
     """Prepare ``root`` (an ILSVRC2012 layout) into ``out_dir``; returns stats (or progress when partial).
 
@@ -163,22 +230,13 @@ def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -
     todo = [j for j in mine if not j.done()]
     workers = max(1, min(int(cfg.workers), len(todo)))
     bar = tqdm(total=sum(len(j.items) for j in todo), desc="prepare", unit="img", disable=not progress)
-    if workers == 1:
-        results = map(run_shard, todo)
-    else:
-        # fork: workers start in milliseconds (spawn re-imports torch in each, seconds per worker)
-        pool = get_context("fork" if "fork" in get_all_start_methods() else "spawn").Pool(workers)
-        results = pool.imap_unordered(run_shard, todo)
     summed = (np.zeros((int(cfg.size), int(cfg.size), 3), np.int64), set())  # running sum, shards in it
-    for info, total in results:
+    for info, total in _run(todo, workers):
         bar.update(info["seen"])
         if info["split"] == "train":
             summed[0].__iadd__(total.astype(np.int64))
             summed[1].add(shards.shard_name(info["split"], info["index"]))
     bar.close()
-    if workers > 1:
-        pool.close()
-        pool.join()
     missing = [j for j in jobs if not j.done()]
     if missing:
         return {"complete": False, "shards_done": len(jobs) - len(missing), "shards_total": len(jobs)}
