@@ -11,6 +11,7 @@ the convention of torchvision's ``ImageFolder``.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +55,18 @@ def classes(root: str | Path) -> tuple[list[str], dict[str, str]]:
     return wnids, names
 
 
-def train_split(root: str | Path) -> Split:
+def train_split(root: str | Path, exclude: Iterable[str | Path] | None = None) -> Split:
+    """The training images; ``exclude``: paths to leave out (the overlap stage's removed list)."""
     root = Path(root)
     wnids, _ = classes(root)
+    drop = {Path(p).resolve() for p in exclude or ()}
     paths, labels = [], []
     for label, wnid in enumerate(wnids):
         files = _images(root / "train" / wnid)
         if not files:
             raise DatasetError(f"{root / 'train' / wnid}: empty class folder; expected *.JPEG images")
+        if drop:
+            files = [f for f in files if f.resolve() not in drop]
         paths += files
         labels += [label] * len(files)
     return Split("train", paths, labels)

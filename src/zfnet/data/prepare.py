@@ -96,7 +96,7 @@ def run_shard(job: ShardJob) -> tuple[dict, np.ndarray]:
 def plan(cfg, root: Path, out_dir: Path) -> tuple[list[ShardJob], dict]:
     wnids, names = imagenet.classes(root)
     jobs = []
-    for split in (imagenet.train_split(root), imagenet.val_split(root)):
+    for split in (imagenet.train_split(root, exclude=cfg.get("exclude")), imagenet.val_split(root)):
         items = [(str(p), l, n) for n, (p, l) in enumerate(zip(split.paths, split.labels))]
         size = int(cfg.shard_size)
         for index, start in enumerate(range(0, len(items), size)):
@@ -221,7 +221,8 @@ def _run(todo: list[ShardJob], workers: int) -> Iterator[tuple[dict, np.ndarray]
 def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -> dict:
     """Prepare ``root`` (an ILSVRC2012 layout) into ``out_dir``; returns stats (or progress when partial).
 
-    ``cfg``: size, shard_size, workers, shard_index, shard_count, encoding, quality, max_image_pixels.
+    ``cfg``: size, shard_size, workers, shard_index, shard_count, encoding, quality, max_image_pixels, and
+    optionally exclude (training image paths to leave out: the overlap stage's removed list).
     """
     root, out_dir = Path(root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,34 @@
+"""Process pools for decode-bound work that may run after torch has started its thread pools.
+
+``fork`` after torch (or OpenMP / BLAS) has run threads can deadlock the children at their first torch
+op (the inherited thread-pool state is dead in the child). ``forkserver`` forks workers from a clean
+server process instead: safe whatever the parent has done, at the cost of importing the worker's module
+once per worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from multiprocessing import get_all_start_methods, get_context
+from typing import Any
+
+from tqdm import tqdm
+
+__all__ = ["process_map"]
+
+
+def process_map(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1, desc: str = "", unit: str = "img",
+                progress: bool = True, chunksize: int = 8) -> list[Any]:
+    """``[fn(j) for j in jobs]`` in order, in ``workers`` processes (in this process when 1), with a bar."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(j) for j in tqdm(jobs, desc=desc, unit=unit, disable=not progress)]
+    if "forkserver" in get_all_start_methods():
+        ctx = get_context("forkserver")
+        # the server would import the caller's __main__ (a script without a __main__ guard re-runs);
+        # workers only need ``fn``'s module, which unpickling imports
+        ctx.set_forkserver_preload([])
+    else:
+        ctx = get_context("spawn")
+    with ctx.Pool(min(workers, len(jobs))) as pool:
+        return list(tqdm(pool.imap(fn, jobs, chunksize=chunksize), total=len(jobs), desc=desc, unit=unit,
+                         disable=not progress))

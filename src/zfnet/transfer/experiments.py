@@ -1,0 +1,226 @@
+"""§5.2 / §5.3 end to end: features -> classifiers -> Tables 4–7, metrics and a Fig. 9-style curve.
+
+``run(cfg)`` evaluates, for Caltech-101 and Caltech-256, every configured number of training images per
+class over seeded folds (softmax on layer 7 of the ImageNet model; the non-pretrained network trained from
+scratch), then one layer at a time with a linear SVM and a softmax (Table 7), and VOC 2012 (a softmax on
+layer 7, per-class AP on val). Results are returned as plain records; ``tables`` formats them beside the
+paper's numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from zfnet.transfer import classifiers, datasets, nonpretrained, paper
+from zfnet.transfer.features import cached_features, load_images
+from zfnet.transfer.protocols import folds, mean_per_class_accuracy, mean_std, voc_ap
+
+log = logging.getLogger(__name__)
+
+LAYER_NUMBER = {"conv1": 1, "conv2": 2, "conv3": 3, "conv4": 4, "conv5": 5, "fc6": 6, "fc7": 7}
+
+
+class _Images:
+    """The dataset's decoded images, loaded at most once (features on a cache hit never need them)."""
+
+    def __init__(self, paths, resize: int, workers: int, name: str):
+        self.paths, self.resize, self.workers, self.name, self.value = paths, resize, workers, name, None
+
+    def __call__(self):
+        if self.value is None:
+            self.value = load_images(self.paths, self.resize, self.workers, desc=f"{self.name} images")
+        return self.value
+
+
+def _features(cfg, name: str, paths, images: _Images):
+    t = cfg.transfer
+    return cached_features(t.checkpoint, Path(cfg.prepare.out_dir) / "mean.npy", paths, t.cache_dir, name,
+                           cfg.data.resize, cfg.data.crop, list(t.features.layers), int(t.features.grid),
+                           int(t.features.batch_size), int(t.workers), images=images)
+
+
+def _settings(cfg, kind: str) -> dict:
+    return {**OmegaConf.to_container(cfg.transfer.classifier[kind], resolve=True), "seed": int(cfg.transfer.seed)}
+
+
+def caltech(cfg, name: str) -> list[dict]:
+    """Records {dataset, method, layer, classifier, n_train, fold, accuracy} for one Caltech dataset."""
+    t, d = cfg.transfer, cfg.transfer[name]
+    data = datasets.load(name, d)
+    images = _Images(data.paths, cfg.data.resize, int(t.workers), name)
+    feats, keep, _bad = _features(cfg, name, data.paths, images)
+    labels = data.labels[keep]
+    records = []
+    top = t.classifier.layer
+    sizes = sorted({*map(int, d.train_per_class)} | ({int(t.table7[name])} if name in t.table7 else set()))
+    for n_train in sizes:
+        splits = folds(labels, n_train, d.get("test_per_class"), int(d.folds), int(t.seed), dataset=f"transfer.{name}")
+        table7 = n_train == int(t.table7.get(name, -1))
+        for fold, (tr, te) in enumerate(splits):
+            runs = [("softmax", top)] if n_train in d.train_per_class else []
+            if table7:
+                runs += [(kind, layer) for kind in t.table7.classifiers for layer in t.features.layers]
+            for kind, layer in dict.fromkeys(runs):
+                x = feats[layer]
+                pred = classifiers.fit_predict(kind, x[tr], labels[tr], x[te], **_settings(cfg, kind))
+                records.append({"dataset": name, "method": "pretrained", "classifier": kind, "layer": layer,
+                                "n_train": n_train, "fold": fold, "accuracy": mean_per_class_accuracy(labels[te], pred)})
+        if t.nonpretrained.enabled and n_train in d.train_per_class:
+            pixels, _, _ = images()
+            npt = t.nonpretrained
+            for fold, (tr, te) in enumerate(splits[: int(npt.folds)]):
+                log.info("%s: non-pretrained, %d per class, fold %d", name, n_train, fold)
+                pred = nonpretrained.fit_predict(
+                    pixels[tr], labels[tr], pixels[te], len(data.classes), OmegaConf.to_container(cfg.model, resolve=True),
+                    int(cfg.data.crop), int(npt.epochs), int(npt.batch_size), float(npt.lr), float(npt.momentum),
+                    float(npt.weight_decay), seed=int(t.seed) + fold)
+                records.append({"dataset": name, "method": "nonpretrained", "classifier": "softmax", "layer": "fc7",
+                                "n_train": n_train, "fold": fold, "accuracy": mean_per_class_accuracy(labels[te], pred)})
+    return records
+
+
+def voc(cfg) -> pd.DataFrame:
+    """Per-class AP on the test split of a softmax on layer 7 trained on the train split."""
+    t = cfg.transfer
+    train, test = datasets.load("voc2012", t.voc2012)
+    layer = t.classifier.layer
+    f_train, k_train, _ = _features(cfg, "voc2012_" + t.voc2012.train_split, train.paths,
+                                    _Images(train.paths, cfg.data.resize, int(t.workers), "voc2012 train"))
+    f_test, k_test, _ = _features(cfg, "voc2012_" + t.voc2012.test_split, test.paths,
+                                  _Images(test.paths, cfg.data.resize, int(t.workers), "voc2012 test"))
+    scores = classifiers.fit_multilabel_softmax(f_train[layer], train.targets[k_train], f_test[layer],
+                                                **_settings(cfg, "softmax"))
+    targets = test.targets[k_test]
+    return pd.DataFrame({"class": test.classes,
+                         "ap": [voc_ap(scores[:, c], targets[:, c]) for c in range(len(test.classes))],
+                         "positives": (targets > 0).sum(axis=0), "train_positives": (train.targets[k_train] > 0).sum(axis=0)})
+
+
+def summarize(records: list[dict]) -> pd.DataFrame:
+    """Mean ± std (%) over folds per (dataset, method, classifier, layer, n_train)."""
+    frame = pd.DataFrame(records)
+    keys = ["dataset", "method", "classifier", "layer", "n_train"]
+    rows = []
+    for key, group in frame.groupby(keys, sort=True):
+        mean, std = mean_std(group.accuracy)
+        rows.append({**dict(zip(keys, key)), "mean": mean, "std": std, "folds": len(group)})
+    return pd.DataFrame(rows)
+
+
+def _cell(summary: pd.DataFrame, **where) -> str:
+    sel = summary
+    for k, v in where.items():
+        sel = sel[sel[k] == v]
+    if sel.empty:
+        return "–"
+    row = sel.iloc[0]
+    return f"{row['mean']:.1f} ± {row['std']:.1f}" if row["folds"] > 1 else f"{row['mean']:.1f}"
+
+
+def caltech_table(summary: pd.DataFrame, name: str, paper_rows: dict, top_layer: str) -> pd.DataFrame:
+    """Table 4 / 5: the paper's rows, then ours; one column per number of training images per class."""
+    sizes = sorted({n for row in paper_rows.values() for n in row} | set(summary[summary.dataset == name].n_train))
+    rows = [{"method": m, "source": "paper", **{f"{n}/class": r.get(n, "–") for n in sizes}} for m, r in paper_rows.items()]
+    for method, label in (("nonpretrained", "Non-pretrained convnet"), ("pretrained", "ImageNet-pretrained convnet")):
+        rows.append({"method": label, "source": "ours", **{f"{n}/class": _cell(summary, dataset=name, method=method,
+                                                                               classifier="softmax", layer=top_layer, n_train=n)
+                                                             for n in sizes}})
+    return pd.DataFrame(rows)
+
+
+def voc_table(ap: pd.DataFrame) -> pd.DataFrame:
+    rows = [{"class": r["class"], "AP % (ours, val)": 100 * r["ap"], "AP % (paper, test)": paper.TABLE6[r["class"]],
+             "val positives": int(r["positives"])} for _, r in ap.iterrows()]
+    rows.append({"class": "mean", "AP % (ours, val)": 100 * float(np.nanmean(ap.ap)) if ap.ap.notna().any() else float("nan"),
+                 "AP % (paper, test)": paper.TABLE6_MEAN, "val positives": int(ap.positives.sum())})
+    return pd.DataFrame(rows)
+
+
+def layers_table(summary: pd.DataFrame, cfg) -> pd.DataFrame:
+    t = cfg.transfer
+    n101, n256 = int(t.table7.caltech101), int(t.table7.caltech256)
+    p101, p256 = paper.TABLE7_SIZES["caltech101"], paper.TABLE7_SIZES["caltech256"]
+    rows = []
+    for kind in t.table7.classifiers:
+        for layer in t.features.layers:
+            number = LAYER_NUMBER.get(layer, layer)
+            ours = {name: _cell(summary, dataset=name, method="pretrained", classifier=kind, layer=layer, n_train=n)
+                    for name, n in (("caltech101", n101), ("caltech256", n256))}
+            theirs = paper.TABLE7.get((kind, number), ("–", "–"))
+            rows.append({"classifier (layer)": f"{'SVM' if kind == 'svm' else 'Softmax'} ({number})",
+                         f"Caltech-101 {n101}/class (ours)": ours["caltech101"], f"Caltech-101 {p101}/class (paper)": theirs[0],
+                         f"Caltech-256 {n256}/class (ours)": ours["caltech256"], f"Caltech-256 {p256}/class (paper)": theirs[1]})
+    return pd.DataFrame(rows)
+
+
+def curve_figure(summary: pd.DataFrame, name: str, top_layer: str, out: Path) -> Path | None:
+    """Fig. 9-style: accuracy against training images per class, pretrained vs non-pretrained."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zfnet.io import atomic_path
+
+    sel = summary[(summary.dataset == name) & (summary.classifier == "softmax") & (summary.layer == top_layer)]
+    if sel.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for method, label in (("pretrained", "ImageNet-pretrained (ours)"), ("nonpretrained", "non-pretrained (ours)")):
+        s = sel[sel.method == method].sort_values("n_train")
+        if not s.empty:
+            ax.errorbar(s.n_train, s["mean"], yerr=s["std"], marker="o", capsize=3, label=label)
+    ax.set(xlabel="training images per class", ylabel="mean per-class accuracy (%)", title=name, ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def metrics(summary: pd.DataFrame, ap: pd.DataFrame | None, top_layer: str) -> dict:
+    """DVC metrics: accuracies of the layer-7 softmax per dataset / method / size, VOC mAP."""
+    out: dict = {}
+    for _, r in summary[(summary.classifier == "softmax") & (summary.layer == top_layer)].iterrows():
+        out.setdefault(r.dataset, {}).setdefault(r.method, {})[f"{r.n_train}_per_class"] = {
+            "accuracy": round(r["mean"], 3), "std": round(r["std"], 3)}
+    if ap is not None:
+        out["voc2012"] = {"mAP": round(100 * float(np.nanmean(ap.ap)), 3) if ap.ap.notna().any() else None,
+                          "classes_scored": int(ap.ap.notna().sum())}
+    return out
+
+
+def run(cfg) -> dict:
+    """The transfer stage: every protocol, then Tables 4–7 (CSV + Markdown), the curve figures and the
+    metrics JSON. Returns {"metrics", "tables": stem -> frame, "figures": [paths], "summary": frame}."""
+    from zfnet.io import write_json, write_text
+    from zfnet.tables import write_table
+
+    t = cfg.transfer
+    top = t.classifier.layer
+    records = caltech(cfg, "caltech101") + caltech(cfg, "caltech256")
+    summary = summarize(records)
+    ap = voc(cfg)
+    tables = {
+        "table4_caltech101": caltech_table(summary, "caltech101", paper.TABLE4, top),
+        "table5_caltech256": caltech_table(summary, "caltech256", paper.TABLE5, top),
+        "table6_voc2012": voc_table(ap),
+        "table7_layers": layers_table(summary, cfg),
+    }
+    for stem, frame in tables.items():
+        write_table(frame, Path(t.tables_dir) / stem)
+    cache = Path(t.cache_dir)
+    write_text(cache / "folds.csv", pd.DataFrame(records).to_csv(index=False))  # every fold's score
+    figures = [p for name in ("caltech101", "caltech256")
+               if (p := curve_figure(summary, name, top, Path(t.figures_dir) / f"{name}_accuracy_vs_train_size.png"))]
+    result = metrics(summary, ap, top)
+    write_json(Path(t.metrics_path), result)
+    return {"metrics": result, "tables": tables, "figures": figures, "summary": summary}

@@ -1,0 +1,144 @@
+"""Frozen ImageNet features of layers 1–7 (§5.2, §5.3), extracted once per checkpoint and cached.
+
+An image reaches the network as in ImageNet evaluation: smallest side -> ``resize``, centre crop
+``resize``², the centre ``crop``² of that, minus the same crop of the ImageNet mean image (the paper's
+units). Features are the layer blocks' outputs (conv layers after their ReLU / pool / normalization, fc6
+and fc7 after ReLU); conv maps are max-pooled to a ``grid``×``grid`` spatial grid (at 224 input,
+``grid=6`` leaves layer 5 exactly as the network's own pool5) so lower layers stay a usable size.
+
+Cache: ``<cache_dir>/<dataset>/<key>/`` with ``<layer>.npy`` (float16, (N, D)) and ``index.json``; ``key``
+hashes the checkpoint's bytes, the image list and every setting, so a retrained model or another image
+set gets its own entry and an existing one is never recomputed. Entries are written to a temp folder and
+renamed: an interrupted extraction leaves no half entry. Images that cannot be decoded are reported and
+left out (their indices are in ``index.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from zfnet.data.crops import crop_offsets
+from zfnet.data.preprocess import BadImage, center_crop
+from zfnet.parallel import process_map
+
+__all__ = ["LAYERS", "load_images", "extract", "cached_features", "checkpoint_digest"]
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+
+
+def _decode(args: tuple[str, int]) -> np.ndarray | str:
+    path, resize = args
+    try:
+        return center_crop(path, resize)
+    except BadImage as err:
+        return err.reason
+
+
+def load_images(paths: Sequence[str | Path], resize: int, workers: int = 1, desc: str = "images",
+                progress: bool = True) -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
+    """(uint8 (M, 3, resize, resize) centre crops of the readable images, their indices into ``paths``,
+    [(path, reason)] of the unreadable ones). Decoding runs in ``workers`` processes."""
+    jobs = [(str(p), int(resize)) for p in paths]
+    results = process_map(_decode, jobs, workers, desc=desc, progress=progress)
+    keep = [i for i, r in enumerate(results) if isinstance(r, np.ndarray)]
+    bad = [(jobs[i][0], r) for i, r in enumerate(results) if not isinstance(r, np.ndarray)]
+    images = np.stack([results[i] for i in keep]) if keep else np.zeros((0, resize, resize, 3), np.uint8)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), keep, bad
+
+
+@torch.no_grad()
+def extract(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, layers: Sequence[str] = LAYERS,
+            grid: int = 6, batch_size: int = 64, progress: bool = False) -> dict[str, np.ndarray]:
+    """Features of ``layers`` for uint8 images (N, 3, s, s) minus ``mean`` (3, s, s): layer -> (N, D) float32.
+
+    Images larger than ``mean`` are centre-cropped to its size first."""
+    crop = mean.shape[-1]
+    top, left = crop_offsets(images.shape[-1], crop)[4]
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    try:
+        for start in tqdm(range(0, len(images), batch_size), desc="features", unit="batch", disable=not progress):
+            x = images[start : start + batch_size, :, top : top + crop, left : left + crop].float() - mean
+            for name, value in model.extract(x, layers).items():
+                if value.dim() == 4:
+                    value = F.adaptive_max_pool2d(value, min(grid, value.shape[-1]))
+                out[name].append(value.flatten(1).numpy())
+    finally:
+        model.train(was_training)
+    return {name: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for name, v in out.items()}
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_features(checkpoint: str | Path, mean_path: str | Path, paths: Sequence[str | Path], cache_dir: str | Path,
+                    dataset: str, resize: int, crop: int, layers: Sequence[str] = LAYERS, grid: int = 6,
+                    batch_size: int = 64, workers: int = 1, progress: bool = True,
+                    images: Callable[[], tuple[torch.Tensor, list[int], list]] | None = None
+                    ) -> tuple[dict[str, np.ndarray], list[int], list]:
+    """(layer -> float32 (M, D) features, indices into ``paths`` of the M readable images, unreadable list).
+
+    Computed once per (checkpoint, images, settings); later calls read the cache. ``images``: a callable
+    returning ``load_images(paths, resize)``'s result, when the caller has (or will need) them anyway.
+    """
+    from zfnet.training.checkpoints import load_model
+
+    settings = {"checkpoint": checkpoint_digest(checkpoint), "mean": checkpoint_digest(mean_path),
+                "files": hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest(),
+                "resize": int(resize), "crop": int(crop), "layers": list(layers), "grid": int(grid)}
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    entry = Path(cache_dir) / dataset / key
+    index_file = entry / "index.json"
+    if index_file.is_file():
+        index = json.loads(index_file.read_text())
+        feats = {name: np.load(entry / f"{name}.npy").astype(np.float32) for name in layers}
+        log.info("%s: features from cache %s", dataset, entry)
+        return feats, index["keep"], [tuple(b) for b in index["unreadable"]]
+
+    mean_full = torch.from_numpy(np.load(mean_path)).float().permute(2, 0, 1)
+    if mean_full.shape[-1] != resize:
+        raise ValueError(f"{mean_path}: mean image is {tuple(mean_full.shape[1:])}, expected {resize}×{resize} "
+                         "(data.resize); run the prepare stage with the same data.resize")
+    top, left = crop_offsets(resize, crop)[4]
+    mean = mean_full[:, top : top + crop, left : left + crop]
+    if images is None:
+        images = lambda: load_images(paths, resize, workers, desc=f"{dataset} images", progress=progress)  # noqa: E731
+    pixels, keep, bad = images()
+    for path, reason in bad:
+        log.warning("%s: %s; left out of %s", path, reason, dataset)
+    model = load_model(checkpoint)
+    feats = extract(model, pixels, mean, layers, grid, batch_size, progress=progress)
+
+    tmp = entry.with_name(entry.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, value in feats.items():
+        small = value.size == 0 or float(np.abs(value).max()) < 6e4  # float16 halves the cache; never overflow it
+        np.save(tmp / f"{name}.npy", value.astype(np.float16 if small else np.float32))
+    (tmp / "index.json").write_text(json.dumps({"settings": settings, "keep": keep, "unreadable": bad}))
+    shutil.rmtree(entry, ignore_errors=True)
+    tmp.rename(entry)
+    # other entries of this dataset belong to older checkpoints or settings: drop them
+    for stale in (Path(cache_dir) / dataset).iterdir():
+        if stale != entry:
+            shutil.rmtree(stale, ignore_errors=True)
+    feats = {name: np.load(entry / f"{name}.npy").astype(np.float32) for name in layers}  # as a cache hit sees them
+    return feats, keep, bad
