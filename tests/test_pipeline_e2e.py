@@ -17,11 +17,12 @@ from PIL import Image
 
 from conftest import offline_records, pipeline_env, sh
 from zfnet.tracking import read_records
+from zfnet.transfer.datasets import VOC_CLASSES
 
 pytestmark = pytest.mark.slow
-STAGES = ["demo_data", "prepare", "train", "train_noclip", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7", "table3",
-          "visualize", "report"]
-JOB_TYPES = ["demo_data", "prepare", "train", "ablation", "table3", "visualize", "summary"]
+STAGES = ["demo_data", "overlap", "prepare", "train", "train_noclip", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7",
+          "table3", "transfer", "visualize", "report"]
+JOB_TYPES = ["demo_data", "overlap", "prepare", "train", "ablation", "table3", "transfer", "visualize", "summary"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,9 @@ def test_outputs(pipeline_run):
     work = pipeline_run[0]
     summary = json.loads((work / "data/demo/summary.json").read_text())
     stats = json.loads((work / "data/prepared/stats.json").read_text())
-    assert stats["train"]["seen"] == stats["train"]["written"] + stats["train"]["rejected"] == 3 * 8
+    removed = (work / "data/overlap/removed.txt").read_text().split()  # the planted duplicates (overlap.remove)
+    assert len(removed) == 2
+    assert stats["train"]["seen"] == stats["train"]["written"] + stats["train"]["rejected"] == 3 * 8 - len(removed)
     assert stats["val"]["written"] == 3 * 4 and summary
     metrics = json.loads((work / "metrics/train.json").read_text())
     assert metrics["epochs"] == 2 and metrics["num_classes"] == 3
@@ -225,3 +228,25 @@ def test_changing_one_variant_reruns_only_that_variant(pipeline_run, tmp_path):
     out = sh(["dvc", "repro"], work, env)
     ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
     assert ran == ["ablate@alexnet_no_7", "report", "table3"], ran
+
+
+def test_overlap_and_transfer_outputs(pipeline_run):
+    """The tiny run's overlap search finds its 2 planted duplicates; Tables 4-7 carry ours beside the paper's."""
+    work = pipeline_run[0]
+    overlap = json.loads((work / "metrics/overlap.json").read_text())
+    assert overlap["vs_ground_truth"]["recall"] == overlap["vs_ground_truth"]["precision"] == 1.0
+    tables = {stem: pd.read_csv(work / f"reports/tables/{stem}.csv")
+              for stem in ("table4_caltech101", "table5_caltech256", "table6_voc2012", "table7_layers")}
+    t4 = tables["table4_caltech101"].set_index(["method", "source"])
+    assert t4.loc[("ImageNet-pretrained convnet", "paper"), "30/class"] == "86.5 ± 0.5"
+    ours = t4.loc[("ImageNet-pretrained convnet", "ours"), "2/class"]
+    mean, std = map(float, ours.split(" ± "))  # 2 folds: mean ± std, both percentages
+    assert 0 <= mean <= 100 and std >= 0
+    assert list(tables["table6_voc2012"]["class"]) == [*VOC_CLASSES, "mean"]
+    assert len(tables["table7_layers"]) == 14  # SVM and softmax on each of layers 1-7
+    metrics = json.loads((work / "metrics/transfer.json").read_text())
+    assert set(metrics) == {"caltech101", "caltech256", "voc2012"}
+    assert "nonpretrained" in metrics["caltech101"] and "pretrained" in metrics["caltech256"]
+    assert list((work / "reports/transfer").glob("*.png"))
+    html = (work / "reports/index.html").read_text()
+    assert "table4_caltech101" in html and "table7_layers" in html

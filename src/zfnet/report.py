@@ -16,7 +16,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -52,6 +52,9 @@ FIGURE_GROUPS = {
     "invariance": ("Fig. 5: invariance to translation, scale and rotation",
                    "Euclidean distance between the feature vectors of the original and the transformed image at "
                    "layer 1 and layer 7, and the probability of the true class, per image."),
+    "transfer": ("Fig. 9 / Tables 4–5: transfer to Caltech",
+                 "Mean per-class accuracy against the number of training images per class: a softmax on the "
+                 "ImageNet model's layer 7 vs the same network trained from scratch on the target images."),
     "correspondence": ("Table 1 / Fig. 8: correspondence",
                        "Δ, the consistency of the change caused by masking the same part in different images "
                        "(lower = more consistent), ours beside the paper's."),
@@ -143,7 +146,7 @@ def tables(cfg) -> dict[str, tuple[Path | None, pd.DataFrame]]:
     return dict(sorted(found.items()))
 
 
-def figure_groups(figures_dir: str | Path) -> dict[str, list[Path]]:
+def figure_groups(figures_dir: str | Path, extra_groups: Sequence[str | Path] = ()) -> dict[str, list[Path]]:
     """Figure group -> image files: the groups of ``index.json`` (files in its order), and every other folder
     under ``figures_dir`` holding images (a figure writer added later shows up by itself); known groups in
     the paper's order, then the others by name."""
@@ -156,8 +159,17 @@ def figure_groups(figures_dir: str | Path) -> dict[str, list[Path]]:
         extra = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in listed)
         if extra:
             groups.setdefault(folder.name, []).extend(extra)
+    for folder in map(Path, extra_groups):  # figures other stages write outside figures_dir: one group each
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        if files:
+            groups.setdefault(folder.name, []).extend(files)
     order = {g: i for i, g in enumerate(FIGURE_GROUPS)}  # the paper's order, then the others by name
     return {g: groups[g] for g in sorted(groups, key=lambda g: (order.get(g, len(order)), g)) if groups[g]}
+
+
+def all_figure_groups(cfg) -> dict[str, list[Path]]:
+    """The visualize stage's groups and the folders of ``report.figure_folders`` (e.g. the transfer stage's)."""
+    return figure_groups(cfg.visualize.out_dir, cfg.report.get("figure_folders") or [])
 
 
 def provenance(cfg) -> dict[str, str]:
@@ -235,7 +247,7 @@ def write_report(cfg) -> Path:
     figures_dir = Path(cfg.visualize.out_dir)
     title = str(cfg.report.title)
     found_tables = tables(cfg)
-    groups = figure_groups(figures_dir)
+    groups = all_figure_groups(cfg)
     page_names = {group: f"{_slug(group)}.html" for group in groups}
 
     # one page per figure group
@@ -303,7 +315,7 @@ def log_summary(tracker, cfg, report: Path | None = None) -> dict[str, list[str]
         tracker.table(f"tables/{stem}", frame)
         logged["tables"].append(f"tables/{stem}")
     per_group = int(cfg.report.get("wandb_figures_per_group", 4))
-    for group, paths in figure_groups(cfg.visualize.out_dir).items():
+    for group, paths in all_figure_groups(cfg).items():
         for p in paths[:per_group]:
             if p.suffix.lower() == ".svg":
                 continue  # wandb.Image reads raster images

@@ -25,10 +25,22 @@ def demo_data(cfg: DictConfig) -> dict:
     return summary
 
 
+def overlap_removed(cfg: DictConfig) -> list[str]:
+    """ImageNet training images the overlap stage found in Caltech (§5.2), when ``overlap.remove``."""
+    if not cfg.get("overlap") or not cfg.overlap.remove:
+        return []
+    removed = Path(cfg.overlap.out_dir) / "removed.txt"
+    if not removed.is_file():
+        raise FileNotFoundError(f"{removed}: missing; run the overlap stage first (dvc repro overlap), "
+                                "or set overlap.remove=false to train on every ImageNet training image")
+    return [line for line in removed.read_text().splitlines() if line.strip()]
+
+
 def prepare(cfg: DictConfig) -> dict:
     from zfnet.data.prepare import prepare as run_prepare
 
-    settings = OmegaConf.create({**OmegaConf.to_container(cfg.prepare, resolve=True), "size": cfg.data.resize})
+    settings = OmegaConf.create({**OmegaConf.to_container(cfg.prepare, resolve=True), "size": cfg.data.resize,
+                                 "exclude": overlap_removed(cfg)})
     stats = run_prepare(settings, cfg.data.imagenet_root, cfg.prepare.out_dir)
     if stats.get("complete") is False:
         log.warning("prepared %s of %s shards; run the other shard indices, then any run finalizes",
@@ -67,6 +79,33 @@ def table3(cfg: DictConfig) -> Path:
     with start_run(cfg, "table3") as tracker:
         tracker.table("table3_ablation", frame)
     return csv_path
+
+
+def overlap(cfg: DictConfig) -> dict:
+    """§5.2: Caltech images that overlap ImageNet training images; the list the retrained model drops."""
+    from zfnet.transfer.overlap import run
+
+    metrics = run(cfg)
+    with start_run(cfg, "overlap") as tracker:
+        tracker.summary({"overlap": metrics})
+        import pandas as pd
+
+        tracker.table("overlap_pairs", pd.read_csv(Path(cfg.overlap.out_dir) / "pairs.csv"))
+    return metrics
+
+
+def transfer(cfg: DictConfig) -> dict:
+    """§5.2–5.3: Tables 4–7 (Caltech-101/256, VOC 2012, one layer at a time) with the paper's beside ours."""
+    from zfnet.transfer.experiments import run
+
+    result = run(cfg)
+    with start_run(cfg, "transfer") as tracker:
+        tracker.summary({"transfer": result["metrics"]})
+        for stem, frame in result["tables"].items():
+            tracker.table(stem, frame)
+        for path in result["figures"]:
+            tracker.image(f"transfer/{Path(path).stem}", Path(path))
+    return result["metrics"]
 
 
 def visualize(cfg: DictConfig) -> dict:

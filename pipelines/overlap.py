@@ -1,0 +1,15 @@
+"""DVC stage `overlap`: see zfnet.stages.overlap. Usage: python pipelines/overlap.py [hydra overrides]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from zfnet import stages
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    stages.overlap(cfg)
+
+
+if __name__ == "__main__":
+    main()

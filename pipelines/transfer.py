@@ -1,0 +1,15 @@
+"""DVC stage `transfer`: see zfnet.stages.transfer. Usage: python pipelines/transfer.py [hydra overrides]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from zfnet import stages
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    stages.transfer(cfg)
+
+
+if __name__ == "__main__":
+    main()
