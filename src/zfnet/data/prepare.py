@@ -144,7 +144,8 @@ def finalize(jobs: list[ShardJob], classes: dict, out_dir: Path, size: int,
     with atomic_path(out_dir / "mean.npy") as tmp:
         np.save(tmp, mean)
     with atomic_path(out_dir / "mean.png") as tmp:
-        Image.fromarray(mean.round().clip(0, 255).astype(np.uint8)).save(tmp)
+        # a picture to look at: fast zlib level (default 6 took ~14 ms of the run's serial end)
+        Image.fromarray(mean.round().clip(0, 255).astype(np.uint8)).save(tmp, compress_level=1)
     with atomic_path(out_dir / "rejected.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["split", "path", "reason", "detail"])
         writer.writeheader()
@@ -166,54 +167,84 @@ def _claim(todo: list[ShardJob], counter) -> Iterator[ShardJob]:
         yield todo[n]
 
 
-def _worker(todo: list[ShardJob], counter, results) -> None:
+class _Summed:
+    """A running exact sum of training images and the names of the shards it covers."""
+
+    def __init__(self, size: int):
+        self.total, self.shards = np.zeros((size, size, 3), np.int64), set()
+
+    def add(self, info: dict, total: np.ndarray) -> None:
+        if info["split"] == "train":
+            self.total += total
+            self.shards.add(shards.shard_name(info["split"], info["index"]))
+
+    def merge(self, other: "_Summed") -> None:
+        self.total += other.total
+        self.shards |= other.shards
+
+
+def _worker(todo: list[ShardJob], counter, results, size: int) -> None:
+    summed = _Summed(size)
     try:
         for job in _claim(todo, counter):
-            results.put(("done", run_shard(job)))
+            info, total = run_shard(job)
+            summed.add(info, total)
+            results.put(("done", info))
+        results.put(("summed", summed))  # once: not a 1.5 MB array per shard for the parent to unpickle and add
     except BaseException as err:  # the parent re-raises it, naming the worker's error
         results.put(("failed", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
         raise
 
 
-def _run(todo: list[ShardJob], workers: int) -> Iterator[tuple[dict, np.ndarray]]:
-    """``run_shard`` over ``todo`` in ``workers`` processes: this one and ``workers - 1`` forked helpers.
+def _run(todo: list[ShardJob], workers: int, summed: _Summed) -> Iterator[dict]:
+    """``run_shard`` over ``todo`` in ``workers`` processes (this one and ``workers - 1`` forked helpers),
+    yielding each shard's info as it is done and adding the training images up into ``summed``.
 
     The parent works too (one fork fewer, and no parent idling on a pool), takes jobs from the same
     counter, and reads the helpers' results between its own shards; helpers put results on a queue with a
-    feeder thread, so they never wait for the parent."""
+    feeder thread, so they never wait for the parent, and send their sum once, at the end. A helper that
+    dies leaves its shards out of ``summed`` (finalize then reads them back)."""
     # fork: helpers start in milliseconds (spawn re-imports torch in each, seconds per worker)
     ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
     counter, results = ctx.Value("q", 0), ctx.Queue()
-    helpers = [ctx.Process(target=_worker, args=(todo, counter, results), daemon=True) for _ in range(workers - 1)]
+    helpers = [ctx.Process(target=_worker, args=(todo, counter, results, summed.total.shape[0]), daemon=True)
+               for _ in range(workers - 1)]
     for helper in helpers:
         helper.start()
-    done = 0
+    pending = {"shards": len(todo), "sums": len(helpers)}
 
     def received(block: bool):
-        nonlocal done
-        while done < len(todo):
+        while pending["shards"] or pending["sums"]:
             try:
                 status, payload = results.get(timeout=1.0) if block else results.get_nowait()
             except queue.Empty:
                 if not block:
                     return
                 if not any(h.is_alive() for h in helpers) and results.empty():
-                    raise RuntimeError(f"prepare: a worker process died with {len(todo) - done} shards unreported")
+                    if pending["shards"]:
+                        raise RuntimeError(f"prepare: a worker process died with {pending['shards']} shards unreported")
+                    return  # all shards reported, a sum lost: finalize reads those shards back
                 continue
             if status == "failed":
                 raise RuntimeError(f"prepare: a worker failed: {payload}")
-            done += 1
-            yield payload
+            if status == "summed":
+                summed.merge(payload)
+                pending["sums"] -= 1
+            else:
+                pending["shards"] -= 1
+                yield payload
 
     try:
         for job in _claim(todo, counter):
-            done += 1
-            yield run_shard(job)
+            info, total = run_shard(job)
+            summed.add(info, total)
+            pending["shards"] -= 1
+            yield info
             yield from received(block=False)
         yield from received(block=True)
     finally:
         for helper in helpers:
-            if helper.is_alive() and done < len(todo):  # an error: stop the others
+            if helper.is_alive() and (pending["shards"] or pending["sums"]):  # an error: stop the others
                 helper.terminate()
             helper.join()
 
@@ -231,14 +262,11 @@ def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -
     todo = [j for j in mine if not j.done()]
     workers = max(1, min(int(cfg.workers), len(todo)))
     bar = tqdm(total=sum(len(j.items) for j in todo), desc="prepare", unit="img", disable=not progress)
-    summed = (np.zeros((int(cfg.size), int(cfg.size), 3), np.int64), set())  # running sum, shards in it
-    for info, total in _run(todo, workers):
+    summed = _Summed(int(cfg.size))
+    for info in _run(todo, workers, summed):
         bar.update(info["seen"])
-        if info["split"] == "train":
-            summed[0].__iadd__(total.astype(np.int64))
-            summed[1].add(shards.shard_name(info["split"], info["index"]))
     bar.close()
     missing = [j for j in jobs if not j.done()]
     if missing:
         return {"complete": False, "shards_done": len(jobs) - len(missing), "shards_total": len(jobs)}
-    return finalize(jobs, classes, out_dir, int(cfg.size), summed, progress)
+    return finalize(jobs, classes, out_dir, int(cfg.size), (summed.total, summed.shards), progress)
