@@ -108,7 +108,14 @@ def test_changed_settings_redo_shards(tmp_path):
 
 
 def test_two_workers_equal_one(tmp_path):
+    import torch
+
     make_imagenet(tmp_path / "in")
+    # the parent has run multi-threaded torch ops before forking: helpers must not hang at their first op
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.randn(512, 512) @ torch.randn(512, 512)
+    torch.set_num_threads(threads)
     prepare(settings(workers=1), tmp_path / "in", tmp_path / "a", progress=False)
     prepare(settings(workers=2), tmp_path / "in", tmp_path / "b", progress=False)
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
