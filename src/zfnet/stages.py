@@ -103,6 +103,7 @@ def transfer(cfg: DictConfig) -> dict:
         tracker.summary({"transfer": result["metrics"]})
         for stem, frame in result["tables"].items():
             tracker.table(stem, frame)
+        tracker.table("transfer_by_fold_mean", result["summary"])  # every (dataset, method, layer, size): mean, std
         for path in result["figures"]:
             tracker.image(f"transfer/{Path(path).stem}", Path(path))
     return result["metrics"]

@@ -134,9 +134,9 @@ def caltech_table(summary: pd.DataFrame, name: str, paper_rows: dict, top_layer:
 
 
 def voc_table(ap: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"class": r["class"], "AP % (ours, val)": 100 * r["ap"], "AP % (paper, test)": paper.TABLE6[r["class"]],
+    rows = [{"class": r["class"], "AP % (ours, val)": round(100 * r["ap"], 1), "AP % (paper, test)": paper.TABLE6[r["class"]],
              "val positives": int(r["positives"])} for _, r in ap.iterrows()]
-    rows.append({"class": "mean", "AP % (ours, val)": 100 * float(np.nanmean(ap.ap)) if ap.ap.notna().any() else float("nan"),
+    rows.append({"class": "mean", "AP % (ours, val)": round(100 * float(np.nanmean(ap.ap)), 1) if ap.ap.notna().any() else float("nan"),
                  "AP % (paper, test)": paper.TABLE6_MEAN, "val positives": int(ap.positives.sum())})
     return pd.DataFrame(rows)
 
