@@ -67,25 +67,21 @@ class ShardJob:
 
 
 def run_shard(job: ShardJob) -> tuple[dict, np.ndarray]:
-    """Write one shard and its sidecar; returns the sidecar's info and the exact sum of the shard's images."""
+    """Write one shard and its sidecar; returns the sidecar's info and the exact sum of the shard's images.
+    Run on one torch thread (``_run`` and ``_worker`` set it once per process: one process, one core)."""
     samples, rejected = [], []
     # uint32 holds the sum of 16.8 M uint8 images: half int64's bytes to add up and to send to the parent
     total = np.zeros((job.size, job.size, 3), np.uint32 if len(job.items) < 2**24 else np.int64)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one worker, one core: the resize would otherwise spread over every core
-    try:
-        for path, label, n in job.items:
-            try:
-                image = center_crop(path, job.size, max_pixels=job.max_pixels)
-            except BadImage as err:
-                rejected.append({"path": path, "reason": err.reason, "detail": err.detail})
-                continue
-            total += image
-            ext, data = shards.encode(image, job.encoding, job.quality)
-            samples.append({"__key__": f"{job.split}_{n:08d}", ext: data, "cls": str(label).encode(),
-                            "json": json.dumps({"path": path}).encode()})
-    finally:
-        torch.set_num_threads(threads)
+    for path, label, n in job.items:
+        try:
+            image = center_crop(path, job.size, max_pixels=job.max_pixels)
+        except BadImage as err:
+            rejected.append({"path": path, "reason": err.reason, "detail": err.detail})
+            continue
+        total += image
+        ext, data = shards.encode(image, job.encoding, job.quality)
+        samples.append({"__key__": f"{job.split}_{n:08d}", ext: data, "cls": str(label).encode(),
+                        "json": json.dumps({"path": path}).encode()})
     shards.write_shard(job.path, samples)
     info = {"split": job.split, "index": job.index, "seen": len(job.items), "written": len(samples),
             "rejected": rejected, "settings": job.settings}
@@ -184,6 +180,7 @@ class _Summed:
 
 
 def _worker(todo: list[ShardJob], counter, results, size: int) -> None:
+    torch.set_num_threads(1)  # before any torch op: a forked OpenMP pool must not be entered
     summed = _Summed(size)
     try:
         for job in _claim(todo, counter):
@@ -234,6 +231,8 @@ def _run(todo: list[ShardJob], workers: int, summed: _Summed) -> Iterator[dict]:
                 pending["shards"] -= 1
                 yield payload
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one process, one core: the resize would otherwise spread over every core
     try:
         for job in _claim(todo, counter):
             info, total = run_shard(job)
@@ -243,6 +242,7 @@ def _run(todo: list[ShardJob], workers: int, summed: _Summed) -> Iterator[dict]:
             yield from received(block=False)
         yield from received(block=True)
     finally:
+        torch.set_num_threads(threads)  # once per run: not per shard
         for helper in helpers:
             if helper.is_alive() and (pending["shards"] or pending["sums"]):  # an error: stop the others
                 helper.terminate()
