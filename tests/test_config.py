@@ -57,3 +57,11 @@ def test_launcher_presets_compose(preset, target):
     assert "zfnet_fc8192" in cfg.hydra.sweeper.params["train.variant"]
     if preset == "slurm":
         assert cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices == 8  # one task per GPU: no re-launch
+
+
+def test_paper_profile_points_at_real_datasets_not_the_demo(tmp_path):
+    """Every dataset root of the paper profile leaves the demo data (a '???' would silently keep the demo's)."""
+    cfg = OmegaConf.load(compose_params(tmp_path / "p.yaml", overrides=["profile=paper"]))
+    roots = [cfg.data.imagenet_root, cfg.transfer.caltech101.root, cfg.transfer.caltech256.root, cfg.transfer.voc2012.root]
+    assert all(str(r).startswith("/datasets/") for r in roots), roots
+    assert cfg.overlap.ground_truth is None  # no planted duplicates in real data

@@ -165,7 +165,7 @@ def test_report_of_a_pipeline_run_in_headless_chromium(tiny_pipeline, tmp_path):
     assert not check.problems, "\n".join(check.problems)
     pages = {p.name for p in check.pages}
     figures = json.loads((tiny_pipeline.work / "reports/figures/index.json").read_text())
-    assert pages == {"index.html"} | {f"{group}.html" for group in figures}
+    assert pages == {"index.html", "transfer.html"} | {f"{group}.html" for group in figures}  # + the transfer stage's curves
     shown = {Path(unquote(urlsplit(img["url"]).path)).resolve() for imgs in check.images.values() for img in imgs}
     assert shown >= {(tiny_pipeline.work / p).resolve() for paths in figures.values() for p in paths}
     assert any(href.endswith("table3_ablation.csv") for href in check.links[index.resolve()])
