@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-__all__ = ["process_map"]
+__all__ = ["process_map", "readable"]
 
 
 def process_map(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1, desc: str = "", unit: str = "img",
@@ -32,3 +32,11 @@ def process_map(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1,
     with ctx.Pool(min(workers, len(jobs))) as pool:
         return list(tqdm(pool.imap(fn, jobs, chunksize=chunksize), total=len(jobs), desc=desc, unit=unit,
                          disable=not progress))
+
+
+def readable(paths: Sequence[str], results: Sequence[Any]) -> tuple[list[Any], list[int], list[tuple[str, str]]]:
+    """Split per-image results where a failure is its reason string: (the arrays, their indices into
+    ``paths``, [(path, reason)] of the others)."""
+    keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    bad = [(str(paths[i]), r) for i, r in enumerate(results) if isinstance(r, str)]
+    return [results[i] for i in keep], keep, bad

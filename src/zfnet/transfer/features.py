@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import BadImage, center_crop
-from zfnet.parallel import process_map
+from zfnet.parallel import process_map, readable
 
 __all__ = ["LAYERS", "load_images", "extract", "cached_features", "checkpoint_digest"]
 
@@ -51,10 +51,8 @@ def load_images(paths: Sequence[str | Path], resize: int, workers: int = 1, desc
     """(uint8 (M, 3, resize, resize) centre crops of the readable images, their indices into ``paths``,
     [(path, reason)] of the unreadable ones). Decoding runs in ``workers`` processes."""
     jobs = [(str(p), int(resize)) for p in paths]
-    results = process_map(_decode, jobs, workers, desc=desc, progress=progress)
-    keep = [i for i, r in enumerate(results) if isinstance(r, np.ndarray)]
-    bad = [(jobs[i][0], r) for i, r in enumerate(results) if not isinstance(r, np.ndarray)]
-    images = np.stack([results[i] for i in keep]) if keep else np.zeros((0, resize, resize, 3), np.uint8)
+    arrays, keep, bad = readable(paths, process_map(_decode, jobs, workers, desc=desc, progress=progress))
+    images = np.stack(arrays) if arrays else np.zeros((0, resize, resize, 3), np.uint8)
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), keep, bad
 
 

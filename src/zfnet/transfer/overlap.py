@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from zfnet.data.preprocess import BadImage, open_rgb
-from zfnet.parallel import process_map
+from zfnet.parallel import process_map, readable
 
 __all__ = ["thumbnail", "thumbnails", "normalize", "correlate", "Overlaps", "find_overlaps", "score", "run"]
 
@@ -78,9 +78,8 @@ def thumbnails(paths: Sequence[str | Path], size: int = 32, workers: int = 1, de
     [(path, reason)] of the unreadable ones). Decoding runs in ``workers`` processes."""
     jobs = [(str(p), int(size)) for p in paths]
     results = process_map(_thumb_or_reason, jobs, workers, desc=desc, progress=progress, chunksize=16)
-    keep = [i for i, r in enumerate(results) if isinstance(r, np.ndarray)]
-    bad = [(jobs[i][0], r) for i, r in enumerate(results) if not isinstance(r, np.ndarray)]
-    stack = np.stack([results[i] for i in keep]) if keep else np.zeros((0, size, size), np.float32)
+    arrays, keep, bad = readable(paths, results)
+    stack = np.stack(arrays) if arrays else np.zeros((0, size, size), np.float32)
     return normalize(stack), keep, bad
 
 
@@ -186,14 +185,12 @@ def run(cfg) -> dict:
     from zfnet.transfer import datasets
 
     o = cfg.overlap
-    queries = {}
-    for name in o.datasets:
-        d = cfg.transfer[name]
-        loader = {"caltech101": lambda: datasets.caltech101(d.root, background=True),
-                  "caltech256": lambda: datasets.caltech256(d.root, clutter=True)}.get(name)
-        if loader is None:
-            raise ValueError(f"overlap.datasets: {name!r} is not a Caltech dataset (caltech101, caltech256)")
-        queries[name] = loader().paths  # every image, background / clutter included
+    readers = {"caltech101": lambda root: datasets.caltech101(root, background=True),  # every image, background /
+               "caltech256": lambda root: datasets.caltech256(root, clutter=True)}    # clutter included
+    unknown = [name for name in o.datasets if name not in readers]
+    if unknown:
+        raise ValueError(f"overlap.datasets: {unknown[0]!r} is not a Caltech dataset (caltech101, caltech256)")
+    queries = {name: readers[name](cfg.transfer[name].root).paths for name in o.datasets}
     train = imagenet.train_split(cfg.data.imagenet_root)
     found = find_overlaps(queries, train.paths, int(o.size), float(o.threshold), int(o.block), int(o.workers))
 
@@ -206,7 +203,8 @@ def run(cfg) -> dict:
     write_text(out / "imagenet_train_filtered.txt", "".join(f"{p}\n" for p in map(str, train.paths) if p not in drop))
     write_text(out / "unreadable.csv", pd.DataFrame(found.unreadable, columns=["path", "reason"]).to_csv(index=False))
 
-    distinct = [v for k, v in found.best.items() if k not in set(pairs.caltech_path)]
+    overlapping = set(pairs.caltech_path)
+    distinct = [v for k, v in found.best.items() if k not in overlapping]
     metrics = {"threshold": float(o.threshold), "imagenet_train": found.gallery_size,
                "imagenet_removed": len(removed), "unreadable": len(found.unreadable),
                "closest_distinct_score": round(max(distinct), 6) if distinct else None}
