@@ -3,12 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
-from zfnet import stages
+from zfnet.stages.demo_data import run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    stages.demo_data(cfg)
+    run(cfg)
 
 
 if __name__ == "__main__":

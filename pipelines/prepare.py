@@ -3,12 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
-from zfnet import stages
+from zfnet.stages.prepare import run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    stages.prepare(cfg)
+    run(cfg)
 
 
 if __name__ == "__main__":

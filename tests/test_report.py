@@ -15,7 +15,7 @@ from PIL import Image
 
 from browser import check_report
 from conftest import offline_records
-from zfnet import stages
+from zfnet.stages.report import run as report_stage
 
 
 class Links(HTMLParser):
@@ -74,7 +74,7 @@ def outputs(tiny_cfg, tmp_path):
 
 def test_report_shows_every_table_and_figure_folder_with_links_that_hold(outputs):
     cfg, root, _ = outputs
-    index = stages.report(cfg)
+    index = report_stage(cfg)
     assert index == Path("reports/index.html")
     page = parse(root / index)
     text = " ".join(page.text)
@@ -103,7 +103,7 @@ def _offline_runs(root: Path):
 
 def test_summary_run_logs_every_table_and_figure(outputs):
     cfg, root, pixels = outputs
-    stages.report(cfg)
+    report_stage(cfg)
     (log,) = _offline_runs(root)
     records = offline_records(log)
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
@@ -129,7 +129,7 @@ def test_summary_run_logs_every_table_and_figure(outputs):
 def test_wandb_disabled_writes_the_report_and_no_run(outputs, monkeypatch):
     cfg, root, _ = outputs
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    stages.report(cfg)
+    report_stage(cfg)
     assert (root / "reports/index.html").stat().st_size > 0
     assert not _offline_runs(root)
 
@@ -142,7 +142,7 @@ def test_failing_wandb_writes_the_report_and_warns(outputs, monkeypatch, caplog)
 
     cfg, root, _ = outputs
     monkeypatch.setattr(wandb, "init", unreachable)
-    stages.report(cfg)
+    report_stage(cfg)
     assert (root / "reports/index.html").stat().st_size > 0 and (root / "reports/pages/filters.html").is_file()
     assert "W&B could not start" in caplog.text
 
@@ -151,7 +151,7 @@ def test_a_bad_table_is_named(outputs):
     cfg, root, _ = outputs
     (root / "reports/tables/table9.csv").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ValueError, match="table9.csv"):
-        stages.report(cfg)
+        report_stage(cfg)
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from test_prepare import make_imagenet, settings
-from zfnet import stages
+from zfnet.stages.train import run as train_stage
 from zfnet.data.prepare import prepare
-from zfnet.training.checkpoints import load_model
+from zfnet.models.weights import load_model
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ class Interrupt(Exception):
 
 def test_checkpoints_history_and_exported_model(tiny_cfg, prepared_dir, tmp_path):
     cfg = configure(tiny_cfg, prepared_dir)
-    metrics = stages.train(cfg, "m.json", "h.csv")
+    metrics = train_stage(cfg, "m.json", "h.csv")
     assert sorted(p.name for p in (tmp_path / "models").glob("*.ckpt")) == ["epoch=01.ckpt", "epoch=03.ckpt", "last.ckpt"]
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
     for split in ("train", "val", "val_10crop"):  # top-5 error can never exceed top-1 error
@@ -57,7 +57,7 @@ def test_resume_from_last_ckpt_equals_uninterrupted(tiny_cfg, prepared_dir, tmp_
     import zfnet.training.run as run
 
     cfg = configure(tiny_cfg, prepared_dir, out="whole")
-    stages.train(cfg, "whole.json", "whole.csv")
+    train_stage(cfg, "whole.json", "whole.csv")
 
     class StopAfterEpoch2(run.EpochReport):
         def on_train_epoch_end(self, trainer, pl_module):
@@ -69,10 +69,10 @@ def test_resume_from_last_ckpt_equals_uninterrupted(tiny_cfg, prepared_dir, tmp_
     with monkeypatch.context() as patch:
         patch.setattr(run, "EpochReport", StopAfterEpoch2)
         with pytest.raises(Interrupt):
-            stages.train(cfg, "resumed.json", "resumed.csv")
+            train_stage(cfg, "resumed.json", "resumed.csv")
     # the interrupt came after epoch 2's report, before its checkpoint: last.ckpt is epoch 1's
     assert torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=True)["epoch"] == 0
-    metrics = stages.train(cfg, "resumed.json", "resumed.csv")
+    metrics = train_stage(cfg, "resumed.json", "resumed.csv")
     assert metrics["resumed"] is True
     whole = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["state_dict"]
     resumed = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["state_dict"]
@@ -82,6 +82,6 @@ def test_resume_from_last_ckpt_equals_uninterrupted(tiny_cfg, prepared_dir, tmp_
 
 def test_stale_checkpoint_of_another_config_is_not_resumed(tiny_cfg, prepared_dir, tmp_path):
     cfg = configure(tiny_cfg, prepared_dir, epochs=1)
-    stages.train(cfg, "a.json", "a.csv")
+    train_stage(cfg, "a.json", "a.csv")
     cfg.train.lr = 0.02
-    assert stages.train(cfg, "b.json", "b.csv")["resumed"] is False
+    assert train_stage(cfg, "b.json", "b.csv")["resumed"] is False

@@ -233,7 +233,7 @@ def test_overlap_finds_every_planted_duplicate_and_nothing_else(demo_root, tmp_p
 # ------------------------------------------------------------------------------------------ features
 def test_features_are_the_blocks_outputs_and_cached_once_per_checkpoint(tmp_path):
     from zfnet.models import build
-    from zfnet.training.checkpoints import export_model
+    from zfnet.models.weights import export_model
 
     torch.manual_seed(0)
     model = build("zfnet", num_classes=5, input_size=64, width=0.125).eval()

@@ -22,7 +22,7 @@ from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import center_crop
 from zfnet.io import write_json
-from zfnet.training.checkpoints import load_model
+from zfnet.models.weights import load_model
 
 
 def _centre(x: torch.Tensor, crop: int) -> torch.Tensor:

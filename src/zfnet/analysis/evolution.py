@@ -6,7 +6,7 @@ writes one grid per layer (rows: feature maps, columns: checkpoints, i.e. epochs
 
 Checkpoints are given as ``{label: model}`` (ordered, e.g. ``{"epoch 1": m1, "epoch 5": m5}``), a list of
 ``(label, model)`` pairs, or with paths instead of models (``model.pt`` / Lightning ``.ckpt``, loaded with
-``zfnet.training.checkpoints.load_model``, i.e. ``torch.load(weights_only=True)``).
+``zfnet.models.weights.load_model``, i.e. ``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _checkpoint_items(checkpoints) -> list[tuple[str, nn.Module]]:
             raise TypeError("checkpoints: expected {label: model} or [(label, model), ...]")
         label, model = item
         if isinstance(model, (str, Path)):
-            from zfnet.training.checkpoints import load_model
+            from zfnet.models.weights import load_model
 
             model = load_model(model)
         if not isinstance(model, nn.Module):

@@ -21,7 +21,8 @@ from zfnet.analysis.filters import filter_grid
 from zfnet.data.datamodule import ShardDataModule
 from zfnet.io import atomic_path, write_text
 from zfnet.tracking import Tracker, start_run
-from zfnet.training.checkpoints import AtomicCheckpointIO, EpochCheckpoints, export_model
+from zfnet.models.weights import export_model
+from zfnet.training.checkpoints import AtomicCheckpointIO, EpochCheckpoints
 from zfnet.training.lightning_module import Classifier
 
 

@@ -97,7 +97,7 @@ def cached_features(checkpoint: str | Path, mean_path: str | Path, paths: Sequen
     Computed once per (checkpoint, images, settings); later calls read the cache. ``images``: a callable
     returning ``load_images(paths, resize)``'s result, when the caller has (or will need) them anyway.
     """
-    from zfnet.training.checkpoints import load_model
+    from zfnet.models.weights import load_model
 
     settings = {"checkpoint": checkpoint_digest(checkpoint), "mean": checkpoint_digest(mean_path),
                 "files": hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest(),

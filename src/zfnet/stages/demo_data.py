@@ -1,0 +1,17 @@
+"""DVC stage `demo_data`: see ``run``."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from zfnet.tracking import start_run
+
+
+def run(cfg: DictConfig) -> dict:
+    from zfnet.data.demo import generate
+
+    summary = generate(cfg.demo_data, cfg.demo_data.out_dir)
+    with start_run(cfg, "demo_data") as tracker:
+        tracker.summary({"demo_data": summary})
+    return summary
+

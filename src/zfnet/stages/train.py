@@ -1,0 +1,19 @@
+"""DVC stage `train`: see ``run``."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+def run(cfg: DictConfig, metrics_path: str | None = None, history_path: str | None = None) -> dict:
+    """Train the configured model, or one Table 3 variant (``train.variant``; job_type ``ablation``)."""
+    from zfnet.ablation import selected_variant, variant_config
+    from zfnet.training.run import train as run_train
+
+    variant = selected_variant(cfg)
+    if variant is not None:
+        cfg = variant_config(cfg, variant)
+    return run_train(cfg, cfg.prepare.out_dir, metrics_path or cfg.train.metrics_path,
+                     history_path or cfg.train.history_path,
+                     job_type="ablation" if variant else "train", run_name=variant)
+

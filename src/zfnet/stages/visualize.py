@@ -1,0 +1,21 @@
+"""DVC stage `visualize`: see ``run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from zfnet.tracking import start_run
+
+
+def run(cfg: DictConfig) -> dict:
+    from zfnet.visualize import run as run_visualize
+
+    figures = run_visualize(cfg)
+    with start_run(cfg, "visualize") as tracker:
+        for group, paths in figures.items():
+            for p in paths:
+                tracker.image(f"{group}/{Path(p).stem}", Path(p))
+    return figures
+
