@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from zfnet.schema import exit_on_config_error
 from zfnet.stages.report import run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    with exit_on_config_error():  # a bad config value: one line naming the key, exit status 2
+        run(cfg)
 
 
 if __name__ == "__main__":

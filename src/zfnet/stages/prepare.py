@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from zfnet.schema import validate
 from zfnet.tracking import start_run
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def overlap_removed(cfg: DictConfig) -> list[str]:
 
 
 def run(cfg: DictConfig) -> dict:
+    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.data.prepare import prepare as run_prepare
 
     settings = OmegaConf.create({**OmegaConf.to_container(cfg.prepare, resolve=True), "size": cfg.data.resize,

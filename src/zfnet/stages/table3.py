@@ -6,11 +6,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from zfnet.schema import validate
 from zfnet.tracking import start_run
 
 
 def run(cfg: DictConfig) -> Path:
     """Aggregate the trained Table 3 variants into reports/tables/table3_ablation.{csv,md} and W&B."""
+    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.ablation import table3 as build_table
     from zfnet.tables import write_table
 

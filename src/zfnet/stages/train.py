@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from zfnet.schema import validate
+
 
 def run(cfg: DictConfig, metrics_path: str | None = None, history_path: str | None = None) -> dict:
     """Train the configured model, or one Table 3 variant (``train.variant``; job_type ``ablation``)."""
+    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.ablation import selected_variant, variant_config
     from zfnet.training.run import train as run_train
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from zfnet.schema import validate
 from zfnet.tracking import start_run
 
 
 def run(cfg: DictConfig) -> dict:
     """§5.2–5.3: Tables 4–7 (Caltech-101/256, VOC 2012, one layer at a time) with the paper's beside ours."""
+    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.transfer.experiments import run as run_transfer
 
     result = run_transfer(cfg)

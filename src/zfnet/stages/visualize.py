@@ -6,10 +6,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from zfnet.schema import validate
 from zfnet.tracking import start_run
 
 
 def run(cfg: DictConfig) -> dict:
+    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.visualize import run as run_visualize
 
     figures = run_visualize(cfg)
