@@ -56,6 +56,9 @@ def test_checkpoints_history_and_exported_model(tiny_cfg, prepared_dir, tmp_path
 def test_resume_from_last_ckpt_equals_uninterrupted(tiny_cfg, prepared_dir, tmp_path, monkeypatch):
     import zfnet.training.run as run
 
+    code = run.code_hash()  # fixed: edits elsewhere in the tree during the test must not block the resume
+    monkeypatch.setattr(run, "code_hash", lambda: code)
+
     cfg = configure(tiny_cfg, prepared_dir, out="whole")
     train_stage(cfg, "whole.json", "whole.csv")
 
@@ -85,3 +88,4 @@ def test_stale_checkpoint_of_another_config_is_not_resumed(tiny_cfg, prepared_di
     train_stage(cfg, "a.json", "a.csv")
     cfg.train.lr = 0.02
     assert train_stage(cfg, "b.json", "b.csv")["resumed"] is False
+    # the first run is kept (moved aside), not deleted: tests/test_resume.py
