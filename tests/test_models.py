@@ -292,6 +292,53 @@ def test_non_square_input_size():
         assert model(torch.randn(1, 3, 96, 128)).shape == (1, 3)
 
 
+
+# ------------------------------------------------------------------------- input size at the API
+@pytest.mark.parametrize("arch", ["zfnet", "alexnet"])
+@pytest.mark.parametrize("row", list(TABLE3))
+def test_wrong_input_size_names_the_built_size(arch, row):
+    model = build(arch, 4, width=SMALL, input_size=224, **TABLE3[row]).eval()
+    expected = f"{arch} built for input_size=224 got 112×112 input; build it with input_size=112 or resize"
+    with torch.no_grad(), pytest.raises(ValueError) as err:
+        model(torch.zeros(1, 3, 112, 112))
+    assert str(err.value) == expected
+    with torch.no_grad(), pytest.raises(ValueError, match="built for input_size=224 got 112×112"):
+        model.forward_to(torch.zeros(1, 3, 112, 112), "fc8")
+
+
+def test_wrong_non_square_input_size_names_both_sides():
+    model = build("zfnet", 4, width=SMALL, input_size=(96, 128)).eval()
+    with torch.no_grad(), pytest.raises(ValueError) as err:
+        model(torch.zeros(2, 3, 128, 96))
+    assert str(err.value) == (
+        "zfnet built for input_size=[96, 128] got 128×96 input; build it with input_size=[128, 96] or resize"
+    )
+
+
+@pytest.mark.parametrize("arch", ["zfnet", "alexnet"])
+def test_conv_layers_still_take_any_size(arch):
+    """Partial forwards (deconvnet, occlusion, top-k on crops) never reach the classifier: they must run on
+    any size, and give what a model built for that size gives with the same conv weights."""
+    torch.manual_seed(0)
+    at224 = build(arch, 4, width=SMALL, input_size=224).eval()
+    at112 = build(arch, 4, width=SMALL, input_size=112).eval()
+    convs = {k: v for k, v in at224.state_dict().items() if k.startswith("conv")}
+    at112.load_state_dict({**at112.state_dict(), **convs})
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(at224.forward_to(x, "conv5"), at112.forward_to(x, "conv5"))
+        got, ref = at224.extract(x, ["conv2", "conv5"]), at112.extract(x, ["conv2", "conv5"])
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+def test_a_size_with_the_same_classifier_input_still_runs():
+    # 225 and 224 give zfnet's conv5 the same 6x6 map (ceil-mode pools), so the classifier fits both
+    model = build("zfnet", 4, width=SMALL, input_size=224).eval()
+    assert feature_shapes(model, 225)["conv5"] == feature_shapes(model, 224)["conv5"]
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 225, 225)).shape == (1, 4)
+
+
 # --------------------------------------------------------------------------------------- overrides
 def test_width_halves_maps_and_units():
     base = build("zfnet", 10, input_size=64)

@@ -2,15 +2,61 @@
 
 ``atomic_path`` yields a temporary name in the same folder (same suffix, so savers that infer the format
 from it keep working) and renames it over the target only when the block finishes without error.
+
+A full disk is reported as such: writers say it in many ways (``OSError: 196608 requested and 50672
+written`` from ``torch.save``, ``RuntimeError: ... unexpected pos ...`` from torch's zip writer, a bare
+``ENOSPC`` from ``open().write``), so a failure inside the block becomes ``OSError(ENOSPC, "disk full while
+writing <path>: <N> bytes free on <filesystem>")`` (chained to the original) when it is, or wraps, an
+ENOSPC error, or when the filesystem has less than ``NEARLY_FULL`` bytes left as it fails. Other errors
+pass through unchanged. Either way the temporary file is removed and the earlier file is left as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+#: free bytes under which a failed write is taken for a full disk (a writer that fails on a full disk
+#: leaves at most a block or so free; reserved blocks do not count, ``shutil.disk_usage`` reports what
+#: this user can still write)
+NEARLY_FULL = 1 << 20
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _is_enospc(err: BaseException) -> bool:
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _disk_full(path: Path, err: Exception) -> OSError | None:
+    """The ENOSPC error to raise instead of ``err``, or None when the disk is not (nearly) full."""
+    try:
+        free: int | None = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    nearly_full = free is not None and free < NEARLY_FULL and isinstance(err, (OSError, RuntimeError))
+    if not (nearly_full or _is_enospc(err)):
+        return None
+    where = _mount_point(path.parent)
+    left = f"{free} bytes free" if free is not None else "free space unknown"
+    return OSError(errno.ENOSPC, f"disk full while writing {path}: {left} on {where}")
 
 
 @contextmanager
@@ -21,6 +67,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as err:
+        full = _disk_full(path, err)  # before the temp file goes: it holds the space that ran out
+        if full is None:
+            raise
+        raise full from err
     finally:
         if tmp.exists():
             tmp.unlink()

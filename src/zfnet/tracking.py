@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import struct
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: seconds ``wandb.init`` may wait for the server (``wandb.init_timeout``); W&B's own default is 90
+DEFAULT_INIT_TIMEOUT = 10.0
+#: seconds ``finish`` may wait for uploads (``wandb.finish_timeout``; 0: until uploaded)
+DEFAULT_FINISH_TIMEOUT = 600.0
 
 
 def group_name(cfg: Mapping) -> str:
@@ -85,8 +91,17 @@ class Tracker:
         self._guard("artifact", _log)
 
     def finish(self) -> None:
-        self._guard("finish", self.run.finish) if self.run is not None else None
-        self.run = None
+        """End the run; never raises: an upload that fails at the end leaves the run's transaction log
+        on disk, and the warning says how to upload it later (bounded by ``wandb.finish_timeout``)."""
+        run, self.run = self.run, None
+        if run is None:
+            return
+        try:
+            run.finish()
+        except Exception as err:  # W&B must never take a stage down with it
+            sync_dir = _sync_dir(run)
+            later = f"; upload it later with: wandb sync {sync_dir}" if sync_dir else ""
+            log.warning("W&B finish failed (%s); local outputs are kept%s", _first_line(err), later)
 
     def __enter__(self) -> "Tracker":
         return self
@@ -95,32 +110,93 @@ class Tracker:
         self.finish()
 
 
+_OFFLINE_MODES = ("offline", "dryrun", "disabled")
+
+
+def _seconds(wcfg: Mapping, key: str, default: float, allow_zero: bool) -> float:
+    value = wcfg.get(key, default)
+    if value is None:
+        value = default
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        expected = "a number of seconds >= 0 (0: no limit)" if allow_zero else "a number of seconds > 0"
+        raise ValueError(f"config key wandb.{key}: expected {expected}, got {value!r}")
+    return float(value)
+
+
+def _first_line(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def start_run(cfg: Mapping, job_type: str, name: str | None = None) -> Tracker:
-    """Start the stage's W&B run with the resolved config; a Tracker with no run if W&B fails."""
+    """Start the stage's W&B run with the resolved config; a Tracker with no run if W&B fails.
+
+    Online, ``wandb.init`` waits at most ``wandb.init_timeout`` seconds for the server (W&B's defaults
+    wait 90 s, plus up to 15 s of account look-ups and 20 s of SDK telemetry at exit, per stage; the
+    latter two are skipped here). When the online start fails the run is logged offline instead, with one
+    warning naming the stage, the reason and the ``wandb sync`` command, so nothing is lost.
+    ``wandb.finish_timeout`` bounds the upload at ``finish`` (0: wait until everything is uploaded).
+    """
     from omegaconf import OmegaConf
 
     wcfg = cfg.get("wandb", {}) or {}
     mode = os.environ.get("WANDB_MODE") or wcfg.get("mode") or "offline"
     wandb_dir = Path(os.environ.get("WANDB_DIR") or wcfg.get("dir") or ".")
+    init_timeout = _seconds(wcfg, "init_timeout", DEFAULT_INIT_TIMEOUT, allow_zero=False)
+    finish_timeout = _seconds(wcfg, "finish_timeout", DEFAULT_FINISH_TIMEOUT, allow_zero=True)
+    online = mode not in _OFFLINE_MODES
     try:
         import wandb
 
         wandb_dir.mkdir(parents=True, exist_ok=True)
-        run = wandb.init(
+        if online:
+            # Two SDK extras wait on an unreachable server outside init_timeout: the account look-up
+            # ("logged in as ...", 5 s a try, up to three tries before the run starts) and the SDK's own
+            # usage telemetry (a 10 s probe per exporter at exit). The run needs neither; an explicit
+            # WANDB_ERROR_REPORTING is respected.
+            os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+            wandb.setup(settings=wandb.Settings(x_disable_viewer=True))
+        settings = wandb.Settings(init_timeout=init_timeout, finish_timeout=finish_timeout)
+        kwargs = dict(
             project=wcfg.get("project", "zfnet"),
             entity=wcfg.get("entity"),
             group=group_name(cfg),
             job_type=job_type,
             name=name or wcfg.get("name"),
-            mode=mode,
             dir=str(wandb_dir),
             config=OmegaConf.to_container(OmegaConf.create(dict(cfg)), resolve=True),
             reinit="finish_previous",
+            settings=settings,
         )
+        try:
+            return Tracker(wandb.init(mode=mode, **kwargs))
+        except Exception as err:
+            if not online:
+                raise
+            reason = _first_line(err)
+        run = wandb.init(mode="offline", **kwargs)
     except Exception as err:
-        log.warning("W&B could not start (%s); stage %s continues with local outputs only", err, job_type)
-        run = None
+        log.warning(
+            "W&B could not start (%s); stage %s continues with local outputs only", _first_line(err), job_type
+        )
+        return Tracker(None)
+    sync_dir = _sync_dir(run) or str(wandb_dir / "wandb" / "offline-run-*")
+    log.warning(
+        "W&B could not start online for stage %s (%s); logging offline instead, upload later with: "
+        "wandb sync %s",
+        job_type,
+        reason,
+        sync_dir,
+    )
     return Tracker(run)
+
+
+def _sync_dir(run: Any) -> str | None:
+    try:
+        return str(run.settings.sync_dir)
+    except Exception:
+        return None
 
 
 # --- reading an offline run's transaction log -------------------------------------------------------

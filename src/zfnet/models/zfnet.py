@@ -193,6 +193,13 @@ class PaperCNN(nn.Module):
         self._flatten_before = first_fc[0]
         #: everything needed to rebuild this architecture: ``build(**model.config)``
         self.config: dict[str, Any] = config
+        # the (H, W) of the map the first fc layer was sized for (checked in forward: a map of another
+        # size either fails deep inside the matmul or, when only H and W swap, runs with scrambled features)
+        hw = _parse_input_size(config["input_size"])
+        for name in self.conv_layers:
+            for module in getattr(self, name).children():
+                hw = _spatial_after(module, hw)
+        self._classifier_hw: tuple[int, int] = hw
 
     # -- addressing
     def block(self, name: str) -> nn.Sequential:
@@ -218,8 +225,11 @@ class PaperCNN(nn.Module):
     def _run(self, x: torch.Tensor, stop_at: str | None, keep: Iterable[str] | None):
         wanted = set(keep) if keep is not None else set()
         out: dict[str, torch.Tensor] = {}
+        arrived = x.shape
         for name in self.feature_layers:
             if name == self._flatten_before:
+                if x.shape[-2:] != self._classifier_hw:
+                    raise self._input_size_error(arrived)
                 x = torch.flatten(x, 1)
             x = getattr(self, name)(x)
             if name in wanted:
@@ -227,6 +237,17 @@ class PaperCNN(nn.Module):
             if name == stop_at:
                 break
         return x, out
+
+    def _input_size_error(self, arrived: torch.Size) -> ValueError:
+        """The classifier's input dim is fixed by ``input_size`` at build time; convolutions (and so
+        ``forward_to`` / ``extract`` below the first fc layer) take any size that fits."""
+        built = self.config.get("input_size")
+        h, w = (int(arrived[-2]), int(arrived[-1])) if len(arrived) >= 2 else (None, None)
+        got = f"{h}×{w} input" if h is not None else f"input of shape {tuple(arrived)}"
+        wanted = h if h == w else [h, w]
+        return ValueError(
+            f"{self.arch} built for input_size={built} got {got}; build it with input_size={wanted} or resize"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, None, None)[0]
