@@ -5,7 +5,7 @@ Setup: random-weight ZFNet (full width, 224x224 input, kaiming init so deep acti
 separately; both methods need them). Then
 
 * ours: ``Deconvnet(model, layers, lrn=...).cache(images)`` (one forward per image: every pool's
-  switches; timed, counted in the overall total) and ``iter_project_units`` over all 9 x C units of each
+  switches; timed, counted in the overall total) and ``Deconvnet._iter_units`` over all 9 x C units of each
   layer (receptive-field windows, units batched);
 * baseline: Captum's ``NeuronDeconvolution(model, layer).attribute(image, (c, y, x)) * value``, one call
   per unit (each call runs the model's forward and a backward). Captum is timed on a deterministic sample
@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from zfnet.analysis.deconvnet import Deconvnet, _paste
+from zfnet.analysis.deconvnet import Deconvnet
+from zfnet.analysis.projections import _paste
 from zfnet.analysis.topk import top_activations
 from zfnet.models import build
 
@@ -45,7 +46,7 @@ def run_ours(dn: Deconvnet, layer: str, units: torch.Tensor, keep: set[int]):
     """Project all units; returns seconds and {unit position: (frame, top, left)} for the kept ones."""
     kept = {}
     t0 = time.perf_counter()
-    for part, p in dn.iter_project_units(layer, units[:, 0], units[:, 1], units[:, 2], units[:, 3]):
+    for part, p in dn._iter_units(layer, units[:, 0], units[:, 1], units[:, 2], units[:, 3]):
         for q, j in enumerate(part.tolist()):
             if j in keep:
                 kept[j] = (p.values[q].clone(), p.top[q:q + 1].clone(), p.left[q:q + 1].clone())

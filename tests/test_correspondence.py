@@ -19,8 +19,8 @@ from zfnet.analysis.correspondence import (
     part_masks,
     random_masks,
     sign_disagreement,
-    write_correspondence_table,
 )
+from zfnet.figures.tables import write_correspondence_table
 from zfnet.models import build
 
 
@@ -28,14 +28,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Identity(nn.Module):
-    """Features = the image itself at every 'layer' (so eps = the occluded pixels, known by hand)."""
+    """Features = the image itself at every layer (module paths conv5, fc7, x), so eps = the occluded pixels."""
 
     def __init__(self):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.conv5, self.fc7, self.x = nn.Identity(), nn.Identity(), nn.Identity()
 
-    def extract(self, x, layers):
-        return {layer: x for layer in layers}
+    def forward(self, x):
+        return self.x(self.fc7(self.conv5(x)))
 
 
 def test_sign_disagreement_by_hand():

@@ -142,7 +142,7 @@ def test_fast_engine_equals_explicit_deconvnet_at_every_position(models, images,
 
 
 def test_torchvision_model_by_module_path():
-    tv = pytest.importorskip("torchvision")
+    import torchvision as tv
     torch.manual_seed(2)
     model = tv.models.alexnet(weights=None).to(DT)  # inplace ReLUs, layers addressed as features.N
     x = torch.randn(2, 3, 112, 112, dtype=DT)
@@ -162,7 +162,7 @@ def test_torchvision_model_by_module_path():
 
 # ----------------------------------------------------------------------------------------- Captum
 def _captum(model, x, layer, ch, ys, xs, vals):
-    captum = pytest.importorskip("captum.attr")
+    import captum.attr as captum
     nd = captum.NeuronDeconvolution(model, model.get_submodule(layer))
     out = []
     with warnings.catch_warnings():

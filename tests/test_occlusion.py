@@ -231,7 +231,7 @@ def test_unknown_module_falls_back_to_full():
 def test_export_writes_figures_and_tables(tmp_path):
     from PIL import Image
 
-    from zfnet.analysis.figures_sensitivity import export
+    from zfnet.figures.sensitivity import export
 
     model = _model("zfnet", 64)
     images = torch.stack([_image(64, seed=s) for s in range(2)])

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pandas as pd
 from omegaconf import OmegaConf
 
-from zfnet.io import atomic_path, write_text
+from zfnet.io import write_text
 
 # Table 2 (paper.md): ImageNet 2012 val error (%) of one convnet
 PAPER_TABLE2 = {
@@ -70,35 +70,6 @@ figure.key img { max-height: 220px; }
 img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
 .wide { overflow-x: auto; } pre { background: #f6f6f6; padding: 1rem; overflow: auto; } .note { color: #555; }
 """
-
-
-def plot_history(history_csv: str | Path, out: str | Path) -> Path:
-    """Training curves (loss; top-1 error train / val / val 10-crop) from the per-epoch history."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = pd.read_csv(history_csv)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for col, label in (("train_loss_epoch", "train"), ("val_loss", "val (centre crop)")):
-        if col in df:
-            ax1.plot(df.epoch, df[col], marker="o", label=label)
-    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for col, label in (("train_top1_error", "train"), ("val_top1_error", "val centre crop"), ("val_10crop_top1_error", "val 10-crop")):
-        if col in df:
-            ax2.plot(df.epoch, 100 * df[col], marker="o", label=label)
-    ax2.set(xlabel="epoch", ylabel="top-1 error (%)", title="top-1 error")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return out
 
 
 def _git_revision() -> str:

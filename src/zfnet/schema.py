@@ -289,6 +289,10 @@ class Visualize:
     curves_dir: Optional[str] = v()
     correspondence: Correspondence = group(Correspondence)
     fig6: Fig6 = group(Fig6)
+    model: Optional[str] = v()          # a registered model or torchvision:<arch>; null: the checkpoint's own
+    weights: Optional[str] = v()        # a state-dict file for `model`
+    layers: Optional[List[str]] = v()   # layer paths to analyse; null: the model's paper layers
+    image_folder: Optional[str] = v()   # an ImageFolder-style folder; null: the prepared validation shards
 
 
 @dataclass

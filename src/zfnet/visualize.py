@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zfnet.analysis.filters import save_filters
+from zfnet.figures.filters import save_filters
 from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import center_crop
@@ -109,34 +109,93 @@ def checkpoints_by_epoch(folder: Path) -> dict[str, torch.nn.Module]:
     return {f"epoch {e}": load_model(p) for e, p in found}
 
 
+def build_model(v, num_classes: int) -> tuple[torch.nn.Module, str]:
+    """The model to visualize and its label: ``visualize.model`` (a registered name or ``torchvision:<arch>``)
+    with ``visualize.weights`` (a state-dict file), or the trained checkpoint ``visualize.checkpoint``."""
+    spec = v.get("model")
+    if not spec:
+        model = load_model(v.checkpoint)
+        return model, str(getattr(model, "arch", type(model).__name__))
+    state = None
+    if v.get("weights"):
+        state = torch.load(v.weights, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        mats = [t for k, t in state.items() if k.endswith("weight") and t.ndim == 2]
+        num_classes = int(mats[-1].shape[0]) if mats else num_classes
+    if str(spec).startswith("torchvision:"):
+        import torchvision
+
+        arch = str(spec).split(":", 1)[1]
+        if not hasattr(torchvision.models, arch):
+            raise ValueError(f"visualize.model: torchvision has no architecture {arch!r}")
+        model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    else:
+        from zfnet.models import build
+
+        arch = str(spec)
+        model = build(arch, num_classes)
+    if state is not None:
+        model.load_state_dict(state)
+    return model.eval(), arch.replace("/", "_")
+
+
+def folder_inputs(cfg, folder, n: int):
+    """The first ``n`` images of an ImageFolder tree, preprocessed as the pipeline does (minus the prepared
+    mean image when there is one): (images, labels, mean crop, paths, class names)."""
+    from zfnet.analysis.inputs import _mean, image_folder, load_images
+
+    paths, labels, names = image_folder(folder)
+    mean_file = Path(cfg.prepare.out_dir) / "mean.npy"
+    mean = str(mean_file) if mean_file.is_file() else None
+    resize, crop = int(cfg.data.resize), int(cfg.data.crop)
+    images = load_images(paths[:n], resize, crop, mean=mean)
+    m = _mean(mean, resize, crop)
+    return images, torch.tensor(labels[:n]), m.expand(3, crop, crop), [str(p) for p in paths[:n]], names
+
+
 def run(cfg) -> dict[str, list[str]]:
-    from zfnet.analysis import figures_deconv, figures_sensitivity
-    from zfnet.report import plot_history
+    from zfnet.figures import deconv as figures_deconv
+    from zfnet.figures import sensitivity as figures_sensitivity
+    from zfnet.figures.training import plot_history
 
     out = Path(cfg.visualize.out_dir)
     v = cfg.visualize
-    model = load_model(v.checkpoint)
     prepared = Path(cfg.prepare.out_dir)
     crop = int(cfg.data.crop)
-    classes = json.loads((prepared / "classes.json").read_text())
-    figures: dict[str, list[str]] = {"filters": [str(save_filters(model, out / "filters" / f"conv1_{model.arch}.png"))]}
+    classes_file = prepared / "classes.json"
+    classes = json.loads(classes_file.read_text()) if classes_file.is_file() else {"names": []}
+    folder = v.get("image_folder")
+    if folder:
+        images, labels, mean, paths, names = folder_inputs(cfg, folder, int(v.images))
+        classes = {"names": names} if not classes["names"] else classes
+    model, arch = build_model(v, len(classes["names"]) or 1000)
+    layers = list(v.get("layers") or figures_deconv.DEFAULT_LAYERS)
+    own = not v.get("layers")  # our model: the paper's layers; otherwise the given paths
+    figures: dict[str, list[str]] = {"filters": [str(save_filters(model, out / "filters" / f"conv1_{arch}.png"))]}
     if Path(cfg.train.history_path).is_file():
         figures["training"] = [str(plot_history(cfg.train.history_path, out / "training" / "curves.png"))]
 
-    images, labels, mean, paths = network_inputs(prepared, crop, int(v.images))
+    if not folder:
+        images, labels, mean, paths = network_inputs(prepared, crop, int(v.images))
     deconv = figures_deconv.export(model, images, out, maps_per_layer=int(v.deconv.maps_per_layer), k=int(v.deconv.k),
-                                   checkpoints=checkpoints_by_epoch(Path(v.checkpoints_dir)) or None, seed=int(cfg.seed),
+                                   layers=layers,
+                                   checkpoints=(checkpoints_by_epoch(Path(v.checkpoints_dir)) or None) if not v.get("model") else None,
+                                   seed=int(cfg.seed),
                                    mean=mean.mean(dim=(1, 2)))  # patches are crops: a per-channel mean to display them
     figures.update(deconv)
 
-    mean_full = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1)
-    parts = part_images(cfg, mean_full)
+    mean_full = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1) if own and not folder else None
+    parts = part_images(cfg, mean_full) if own and not folder else None
     occ = {k: val for k, val in dict(v.occlusion).items() if k != "images" and val is not None}
+    if not own:
+        occ["layer"] = layers[-1]
     sens = figures_sensitivity.export(
         model, images[: max(int(v.occlusion.images), int(v.invariance.images))],
         labels[: max(int(v.occlusion.images), int(v.invariance.images))], out,
         class_names=classes["names"], occlusion={**occ, "max_images": int(v.occlusion.images)},
-        invariance={"max_images": int(v.invariance.images)},
+        invariance={"max_images": int(v.invariance.images), **({} if own else {"layers": [layers[0], layers[-1]]})},
         correspondence_images=parts[0] if parts else None, landmarks=parts[1] if parts else None,
         correspondence={k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None},
         tables_dir=v.tables_dir, mean=mean)
@@ -150,7 +209,7 @@ def run(cfg) -> dict[str, list[str]]:
     # width), and ours trained without RMS clipping
     fig6_models = {label: load_model(p) for label, p in (("alexnet", v.fig6.alexnet), ("zfnet", v.fig6.zfnet),
                                                        ("zfnet, no RMS clipping", v.fig6.zfnet_noclip)) if Path(p).is_file()}
-    if fig6_models:
+    if fig6_models and own:
         figures["fig6"] = figures_deconv.fig6(fig6_models, images, out, seed=int(cfg.seed))
     write_json(out / "index.json", figures)
     return figures

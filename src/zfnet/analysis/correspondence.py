@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
-from zfnet.io import write_text
+from zfnet.analysis import _hooks
+
 
 __all__ = [
     "PAPER_TABLE1",
@@ -42,7 +42,6 @@ __all__ = [
     "random_masks",
     "sign_disagreement",
     "table_markdown",
-    "write_correspondence_table",
 ]
 
 #: Table 1 of the paper: occlusion -> layer -> (mean, std)
@@ -87,38 +86,31 @@ def _occlude(images: torch.Tensor, masks: torch.Tensor, fill) -> torch.Tensor:
     return torch.where(masks[:, None].to(images.device), f, images)
 
 
-def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], chunk: int = 64) -> dict[str, torch.Tensor]:
+def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], chunk: int = 64,
+              call: int | None = None) -> dict[str, torch.Tensor]:
+    """Flattened outputs of ``layers`` (module paths), the forward stopped at the deepest; model in eval mode."""
+    which = _hooks.calls(model, x[:1], layers, call)
     outs: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     for start in range(0, x.shape[0], chunk):
-        got = model.extract(x[start : start + chunk], list(layers))
+        got = _hooks.run(model, x[start : start + chunk], layers, call=which,
+                         reduce=lambda _p, o: o.detach().flatten(1).clone())[0]
         for layer in layers:
-            outs[layer].append(got[layer].flatten(1))
+            outs[layer].append(got[layer])
     return {layer: torch.cat(v) for layer, v in outs.items()}
 
 
-class _Eval:
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.was = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was)
-
-
 @torch.no_grad()
-def delta(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, layer: str, fill=0.0) -> float:
+def delta(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, layer: str, fill=0.0, *,
+          call: int | None = None) -> float:
     """Delta_l of §4.3 for ``images`` (N, 3, H, W) (mean-subtracted) occluded where ``masks`` (N, H, W) is
-    True (set to ``fill``), at the block output ``layer``. See the module docstring."""
+    True (set to ``fill``), at the output of ``layer`` (a module path of any model). See the module docstring."""
     if images.dim() != 4:
         raise ValueError(f"images: expected (N, C, H, W), got {tuple(images.shape)}")
-    param = next(model.parameters())
-    images = images.to(device=param.device, dtype=param.dtype)
+    dtype, device = _hooks.dtype_device(model)
+    images = images.to(device=device, dtype=dtype)
     occluded = _occlude(images, masks, fill)
-    with _Eval(model):
-        f = _features(model, torch.cat([images, occluded]), [layer])[layer]
+    with _hooks.eval_mode(model):
+        f = _features(model, torch.cat([images, occluded]), [layer], call=call)[layer]
     n = images.shape[0]
     return delta_from_eps(f[:n] - f[n:])
 
@@ -238,13 +230,13 @@ def correspondence_table(
         if t.shape != (n, 2):
             raise ValueError(f"landmarks[{part!r}]: expected ({n}, 2) (x, y) coordinates, got {tuple(t.shape)}")
         lms[part] = t
-    param = next(model.parameters())
-    images = images.to(device=param.device, dtype=param.dtype)
+    dtype, device = _hooks.dtype_device(model)
+    images = images.to(device=device, dtype=dtype)
     layers = list(layers)
     g = torch.Generator().manual_seed(int(seed))
 
     rows = []
-    with _Eval(model):
+    with _hooks.eval_mode(model):
         ref = _features(model, images, layers)
         occlusions = [(part, "part") for part in lms] + ([("random", "random")] if random else [])
         for part, kind in occlusions:
@@ -295,16 +287,3 @@ def table_markdown(df: pd.DataFrame) -> str:
             cells.append(_pm(r.get(f"paper_delta_{key}_mean"), r.get(f"paper_delta_{key}_std")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    write_text(path, text)
-
-
-def write_correspondence_table(df: pd.DataFrame, out_dir, name: str = "table1_correspondence") -> list[str]:
-    """Write ``<name>.csv`` and ``<name>.md`` atomically under ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
-    _atomic_write_text(csv_path, df.to_csv(index=False))
-    _atomic_write_text(md_path, table_markdown(df))
-    return [str(csv_path), str(md_path)]

@@ -1,8 +1,7 @@
 """Feature evolution during training (Fig. 4).
 
 For a set of feature maps, the strongest activation over a dataset at every saved checkpoint, projected to
-pixel space with the deconvnet. The pure function is :func:`feature_evolution`; :func:`save_evolution`
-writes one grid per layer (rows: feature maps, columns: checkpoints, i.e. epochs) plus a JSON index.
+pixel space with the deconvnet (:func:`feature_evolution`; the figure: ``zfnet.figures.evolution``).
 
 Checkpoints are given as ``{label: model}`` (ordered, e.g. ``{"epoch 1": m1, "epoch 5": m5}``), a list of
 ``(label, model)`` pairs, or with paths instead of models (``model.pt`` / Lightning ``.ckpt``, loaded with
@@ -17,9 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zfnet.analysis.deconvnet import project_units
 from zfnet.analysis.topk import top_activations
 
-__all__ = ["feature_evolution", "save_evolution"]
+__all__ = ["feature_evolution"]
 
 
 def _checkpoint_items(checkpoints) -> list[tuple[str, nn.Module]]:
@@ -55,8 +55,6 @@ def feature_evolution(
     ``maps``: ``{layer: [channel, ...]}``. For each checkpoint and map the strongest unit over ``images``
     (its top-1 activation) is projected (receptive-field frame; ``patches`` are the matching image windows).
     """
-    from zfnet.analysis.figures_deconv import project_selected
-
     items = _checkpoint_items(checkpoints)
     layers = list(maps)
     res: dict[str, dict] = {
@@ -72,7 +70,7 @@ def feature_evolution(
                 raise ValueError(f"maps[{layer!r}]: channel {int(chans.max())} >= {n_maps} maps in {label!r}")
             t = tk[layer]
             n, y, x = t.image_index[chans, 0], t.y[chans, 0], t.x[chans, 0]
-            proj = project_selected(model, images, layer, n, chans, y, x, lrn=lrn)
+            proj = project_units(model, images, layer, n, chans, y, x, lrn=lrn)
             res[layer]["per_ckpt"].append((proj, proj.crop(images, n)))
     for layer in layers:
         per = res[layer].pop("per_ckpt")
@@ -91,19 +89,3 @@ def feature_evolution(
             for m in range(len(res[layer]["maps"]))
         ]
     return res
-
-
-def save_evolution(result: Mapping[str, dict], out_dir: str | Path) -> list[str]:
-    """One PNG per layer (rows: maps, columns: checkpoints) and ``index.json``; returns the PNG paths."""
-    from zfnet.analysis.figures_deconv import _atomic_json, _save_png, compose_table
-
-    out_dir = Path(out_dir)
-    paths, index = [], {}
-    for layer, r in result.items():
-        rows = [[r["projections"][m, e] for e in range(len(r["labels"]))] for m in range(len(r["maps"]))]
-        img = compose_table(rows, row_labels=[f"{layer} #{c}" for c in r["maps"]], col_labels=r["labels"],
-                            title=f"Feature evolution, {layer}: strongest activation per checkpoint")
-        paths.append(str(_save_png(img, out_dir / f"{layer}.png")))
-        index[layer] = {"maps": r["maps"], "labels": r["labels"], "units": r["units"], "png": f"{layer}.png"}
-    _atomic_json(index, out_dir / "index.json")
-    return paths

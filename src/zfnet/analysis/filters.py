@@ -1,30 +1,18 @@
-"""Filters (Fig. 6): the weights of a conv layer as one image, each filter contrast-normalized on its own."""
+"""Filters (Fig. 6): the first convolution of any model, found by forward order of its modules."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from torch import nn
 
-import numpy as np
-import torch
-from PIL import Image
-from torchvision.utils import make_grid
-
-from zfnet.io import atomic_path
+__all__ = ["first_conv"]
 
 
-def filter_grid(weight: torch.Tensor, nrow: int | None = None, upscale: int = 4) -> np.ndarray:
-    """(out, 3, k, k) conv weights -> uint8 (H, W, 3) grid, each filter scaled to [0, 255] separately."""
-    if weight.ndim != 4 or weight.shape[1] != 3:
-        raise ValueError(f"filter_grid expects RGB filters (out, 3, k, k), got {tuple(weight.shape)}")
-    w = weight.detach().float().cpu()
-    w = w.repeat_interleave(upscale, dim=-1).repeat_interleave(upscale, dim=-2)
-    nrow = nrow or int(np.ceil(np.sqrt(w.shape[0])))
-    grid = make_grid(w, nrow=nrow, normalize=True, scale_each=True, padding=2, pad_value=1.0)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def save_filters(model: torch.nn.Module, path: str | Path, layer: str = "conv1") -> Path:
-    """Write the layer's filter grid as a PNG (atomically) and return its path."""
-    with atomic_path(path) as tmp:
-        Image.fromarray(filter_grid(model.weight_layer(layer).weight)).save(tmp)
-    return Path(path)
+def first_conv(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2d]:
+    """``(module path, nn.Conv2d)``: the module at ``layer`` (a conv, or a block holding one), else the first
+    ``nn.Conv2d`` in the model's module order (``conv1.conv`` for ours, ``features.0`` for vgg, ``conv1`` for
+    resnet)."""
+    root = model.get_submodule(layer) if layer else model
+    for name, m in root.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return (f"{layer}.{name}" if layer and name else layer or name), m
+    raise ValueError(f"{type(model).__name__}{' ' + layer if layer else ''}: no nn.Conv2d found")

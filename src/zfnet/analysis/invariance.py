@@ -14,7 +14,7 @@ filling uncovered pixels with 0 (the mean):
 
 Default amounts follow Fig. 5: translation -60..60 px at 224 (scaled with the image height, in steps of
 10 px at 224), scale 1.0..1.8 in steps of 0.1, rotation 0..350 degrees in steps of 10.
-The model runs in eval mode (dropout off); its training flag is restored afterwards.
+The model (any ``nn.Module``; layers by module path) runs in eval mode; every module's flag is restored.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+from zfnet.analysis import _hooks
 
 __all__ = ["TRANSFORMS", "default_amounts", "transform", "invariance_sweep", "mean_curves"]
 
@@ -71,6 +73,8 @@ def invariance_sweep(
     layers: Sequence[str] = ("conv1", "fc7"),
     chunk: int = 32,
     image_ids: Sequence | None = None,
+    *,
+    call: int | None = None,
 ) -> pd.DataFrame:
     """The Fig. 5 measurements as a long table.
 
@@ -80,8 +84,9 @@ def invariance_sweep(
 
     Returns a DataFrame with one row per (transform, amount, image): ``transform``, ``amount``, ``image``
     (index or ``image_ids[i]``), ``label``, one ``distance_<layer>`` column per layer (Euclidean distance
-    between the flattened block outputs of the original and the transformed image) and ``p_true``
-    (softmax probability of the true class on the transformed image).
+    between the flattened outputs of the original and the transformed image) and ``p_true`` (softmax
+    probability of the true class on the transformed image, from the model's output). ``layers`` are module
+    paths of any model (``("conv1", "fc7")`` for ours, ``("features.0", "classifier.4")`` for vgg16).
     """
     if images.dim() != 4:
         raise ValueError(f"images: expected (N, C, H, W), got {tuple(images.shape)}")
@@ -95,28 +100,27 @@ def invariance_sweep(
         if kind not in TRANSFORMS:
             raise ValueError(f"transforms: unknown transform {kind!r}; known: {list(TRANSFORMS)}")
     layers = list(layers)
-    last = model.feature_layers[-1]
-    wanted = list(dict.fromkeys([*layers, last]))
-    param = next(model.parameters())
-    images = images.to(device=param.device, dtype=param.dtype)
+    dtype, device = _hooks.dtype_device(model)
+    images = images.to(device=device, dtype=dtype)
 
-    was_training = model.training
-    model.eval()
+    def keep(_p, out):  # a copy inside the hook: later in-place ops cannot change it
+        return out.detach().flatten(1).clone()
+
     rows = []
-    try:
-        ref = model.extract(images, layers)
-        ref = {k: v.flatten(1) for k, v in ref.items()}
+    with _hooks.eval_mode(model):
+        which = _hooks.calls(model, images[:1], layers, call)
+        ref = _hooks.run(model, images, layers, reduce=keep, call=which)[0]
         for kind, amounts in transforms.items():
             amounts = [float(a) for a in amounts]
             for i in range(images.shape[0]):
                 copies = torch.stack([transform(images[i], kind, a) for a in amounts])
                 for start in range(0, len(amounts), chunk):
-                    out = model.extract(copies[start : start + chunk], wanted)
-                    p = torch.softmax(out[last], dim=1)[:, labels[i]]
-                    dists = {
-                        layer: torch.linalg.vector_norm(out[layer].flatten(1) - ref[layer][i], dim=1)
-                        for layer in layers
-                    }
+                    out, logits = _hooks.run(model, copies[start : start + chunk], layers, reduce=keep, call=which,
+                                             stop=False)
+                    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                        raise ValueError("invariance_sweep: the model's output must be (B, classes) logits")
+                    p = torch.softmax(logits, dim=1)[:, labels[i]]
+                    dists = {layer: torch.linalg.vector_norm(out[layer] - ref[layer][i], dim=1) for layer in layers}
                     for j in range(p.shape[0]):
                         row = {
                             "transform": kind,
@@ -127,8 +131,6 @@ def invariance_sweep(
                         row.update({_layer_col(layer): float(dists[layer][j]) for layer in layers})
                         row["p_true"] = float(p[j])
                         rows.append(row)
-    finally:
-        model.train(was_training)
     columns = ["transform", "amount", "image", "label", *[_layer_col(layer) for layer in layers], "p_true"]
     return pd.DataFrame(rows, columns=columns)
 

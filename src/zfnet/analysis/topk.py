@@ -22,9 +22,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from zfnet.analysis.deconvnet import Deconvnet, _eval_mode, _model_dtype_device, _Stop, resolve_layer
+from zfnet.analysis import _hooks
+from zfnet.analysis.deconv_engine import Deconvnet
 
-__all__ = ["TopK", "receptive_field", "top_activations"]
+__all__ = ["TopK", "choose_maps", "receptive_field", "top_activations"]
 
 
 class TopK(NamedTuple):
@@ -63,37 +64,13 @@ def _per_image_max(out: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Te
     return vals, pos, w
 
 
-def _reduce_layers(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str, tuple]:
+def _reduce_layers(model: nn.Module, x: torch.Tensor, layers: Sequence[str], which: dict[str, int]) -> dict[str, tuple]:
     """Per layer (values, positions, width) of the per-image maxima; the forward stops at the deepest layer.
 
     Reduced inside the forward hooks, so a later in-place op (torchvision's ReLU(inplace=True) after a conv)
     cannot change a captured output, and no full feature map is kept.
     """
-    outs: dict[str, tuple] = {}
-    remaining = set(layers)
-    handles = []
-
-    def make(name):
-        def hook(_m, _i, out):
-            if name not in outs:
-                outs[name] = _per_image_max(out, name)
-                remaining.discard(name)
-                if not remaining:
-                    raise _Stop
-
-        return hook
-
-    for name in layers:
-        handles.append(resolve_layer(model, name).register_forward_hook(make(name)))
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    if remaining:
-        raise RuntimeError(f"layers {sorted(remaining)} were not called by the model's forward pass")
+    outs, _ = _hooks.run(model, x, layers, reduce=lambda name, out: _per_image_max(out, name), call=which)
     return outs
 
 
@@ -105,18 +82,20 @@ def top_activations(
     k: int = 9,
     batch_size: int = 64,
     progress: bool = False,
+    call: int | None = None,
 ) -> dict[str, TopK]:
     """Running top-``k`` per feature map over ``data`` (a (N, 3, H, W) tensor or an iterable of batches).
 
     Returns ``{layer: TopK(values, image_index, y, x)}``, each field (C, k) (k = min(k, number of images)),
     strongest first. For 2-D layer outputs (fc) y and x are 0. The model runs in eval mode (restored after).
+    A layer module that runs several times per forward is refused unless ``call`` picks the call.
     """
     layers = list(layers)
     if not layers:
         raise ValueError("layers: give at least one layer")
     if k < 1:
         raise ValueError(f"k: expected a positive int, got {k!r}")
-    dtype, device = _model_dtype_device(model)
+    dtype, device = _hooks.dtype_device(model)
     run: dict[str, tuple[torch.Tensor, ...]] = {}
     seen = 0
     it = _batches(data, batch_size)
@@ -124,11 +103,14 @@ def top_activations(
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="top activations", unit="batch")
-    with _eval_mode(model):
+    which = None
+    with _hooks.eval_mode(model):
         for xb in it:
             xb = xb.to(device=device, dtype=dtype)
             b = xb.shape[0]
-            outs = _reduce_layers(model, xb, layers)
+            if which is None:
+                which = _hooks.calls(model, xb, layers, call)
+            outs = _reduce_layers(model, xb, layers, which)
             for name in layers:
                 vals, pos, w = outs[name]
                 c = vals.shape[1]
@@ -160,9 +142,19 @@ def receptive_field(
     forward pass on zeros of ``input_size``); at every level the window is clipped to the feature map.
     """
     h, w = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
-    dtype, device = _model_dtype_device(model)
+    dtype, device = _hooks.dtype_device(model)
     dn = Deconvnet(model, [layer]).cache(torch.zeros(1, 3, h, w, dtype=dtype, device=device))
     _, _, hh, ww = dn.acts[layer].shape
     if not (0 <= y < hh and 0 <= x < ww):
         raise ValueError(f"(y, x) = ({y}, {x}) is outside layer {layer!r}'s {hh}x{ww} map")
     return dn.receptive_field(layer, y, x)
+
+
+def choose_maps(topk: TopK, n: int, seed: int = 0) -> list[int]:
+    """A deterministic random subset of ``n`` feature maps, preferring maps that respond (top value > 0)."""
+    c = topk.values.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(c, generator=g).tolist()
+    alive = [m for m in order if float(topk.values[m, 0]) > 0]
+    dead = [m for m in order if float(topk.values[m, 0]) <= 0]
+    return sorted((alive + dead)[: min(n, c)])

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
-from zfnet.analysis.filters import filter_grid
+from zfnet.figures.filters import filter_grid
 from zfnet.closure import PACKAGE_DIR, import_closure, source_digest
 from zfnet.data.datamodule import ShardDataModule
 from zfnet.io import atomic_path, write_text

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from zfnet.analysis import _hooks
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import BadImage, center_crop
 from zfnet.parallel import process_map, readable
@@ -58,24 +59,31 @@ def load_images(paths: Sequence[str | Path], resize: int, workers: int = 1, desc
 
 @torch.no_grad()
 def extract(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, layers: Sequence[str] = LAYERS,
-            grid: int = 6, batch_size: int = 64, progress: bool = False) -> dict[str, np.ndarray]:
+            grid: int = 6, batch_size: int = 64, progress: bool = False, call: int | None = None
+            ) -> dict[str, np.ndarray]:
     """Features of ``layers`` for uint8 images (N, 3, s, s) minus ``mean`` (3, s, s): layer -> (N, D) float32.
 
-    Images larger than ``mean`` are centre-cropped to its size first."""
+    ``layers``: module paths of any model (ours: ``conv1``..``fc7``; vgg16: ``features.29``, ``classifier.4``);
+    the forward stops at the deepest. Spatial maps are max-pooled to at most ``grid`` x ``grid``. Images
+    larger than ``mean`` are centre-cropped to its size first."""
     crop = mean.shape[-1]
     top, left = crop_offsets(images.shape[-1], crop)[4]
-    was_training = model.training
-    model.eval()
+    layers = list(layers)
+
+    def pooled(_p, value):  # reduced inside the hook: later in-place ops cannot change it
+        if value.dim() == 4:
+            value = F.adaptive_max_pool2d(value, min(grid, value.shape[-1]))
+        return value.detach().flatten(1).float().cpu().numpy().copy()
+
     out: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    try:
+    with _hooks.eval_mode(model):
+        which = None
         for start in tqdm(range(0, len(images), batch_size), desc="features", unit="batch", disable=not progress):
             x = images[start : start + batch_size, :, top : top + crop, left : left + crop].float() - mean
-            for name, value in model.extract(x, layers).items():
-                if value.dim() == 4:
-                    value = F.adaptive_max_pool2d(value, min(grid, value.shape[-1]))
-                out[name].append(value.flatten(1).numpy())
-    finally:
-        model.train(was_training)
+            if which is None:
+                which = _hooks.calls(model, x, layers, call)
+            for name, value in _hooks.run(model, x, layers, reduce=pooled, call=which)[0].items():
+                out[name].append(value)
     return {name: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for name, v in out.items()}
 
 

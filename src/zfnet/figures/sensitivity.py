@@ -29,6 +29,7 @@ from matplotlib.patches import Patch, Rectangle
 from zfnet.analysis import correspondence as corr
 from zfnet.analysis.invariance import invariance_sweep
 from zfnet.analysis.occlusion import occlusion_maps, projection
+from zfnet.figures.tables import write_correspondence_table
 from zfnet.io import atomic_path
 
 __all__ = ["SensitivityExport", "export", "plot_correspondence", "plot_invariance", "plot_occlusion", "save_figure"]
@@ -306,6 +307,6 @@ def export(
         tables["correspondence"] = df
         figures["correspondence"] = [plot_correspondence(df, out / "correspondence" / "correspondence.png")]
         if tables_dir is not None:
-            corr.write_correspondence_table(df, tables_dir)
+            write_correspondence_table(df, tables_dir)
     return SensitivityExport(figures, tables, maps_out)
 

@@ -1,0 +1,203 @@
+"""The conv / ReLU / max-pool / LRN chain in front of a layer, recorded from a real forward pass.
+
+The fast deconvnet (:mod:`zfnet.analysis.deconv_engine`) and the receptive-field arithmetic need the plain
+chain of ops from the input to a layer; :class:`ChainRecorder` (a ``TorchFunctionMode``) records it,
+functional ReLUs included, with the switches of every max pool (as uint8 offsets inside their window) and,
+when asked, the LRN factors. Anything else on the chain (a branch, a skip connection, an unknown op)
+raises :class:`NotAChainError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from zfnet.analysis.rectifiers import _arg, _classify, _lrn_params, _op_name, _refusal, _sanctioned
+
+class NotAChainError(RuntimeError):
+    """The fast :class:`Deconvnet` needs a plain conv/relu/pool/LRN chain up to the layer; use ``project``."""
+
+
+@dataclass
+class _Op:
+    kind: str  # conv | pool | relu | lrn
+    in_shape: tuple[int, int, int]  # (C, H, W) of this op's input
+    out_shape: tuple[int, int, int]
+    k: tuple[int, int] = (1, 1)  # effective (dilated) kernel extent per axis
+    s: tuple[int, int] = (1, 1)
+    p: tuple[int, int] = (0, 0)  # padding before the first row / column
+    weight: torch.Tensor | None = None
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    lrn: tuple[int, float, float, float] | None = None
+    desc: str = ""
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[1])) if len(v) == 2 else (int(v[0]), int(v[0]))
+    return int(v), int(v)
+
+
+_CONV_SIG = inspect.signature(lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: None)
+_POOL_SIG = inspect.signature(F.max_pool2d_with_indices)
+_DROPOUT_NAMES = frozenset({"dropout", "dropout2d", "dropout1d", "dropout3d", "alpha_dropout",
+                            "feature_alpha_dropout"})
+_IDENTITY_NAMES = frozenset({"contiguous", "clone"})
+
+
+def _flat_tensors(args, kwargs) -> Iterator[torch.Tensor]:
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from (t for t in a if isinstance(t, torch.Tensor))
+
+
+def _switch_offsets(idx: torch.Tensor, w_in: int, s: tuple[int, int], p: tuple[int, int],
+                    keff: tuple[int, int]) -> torch.Tensor:
+    """Pool switches as offsets inside their pool window: (N, Ho, Wo, C, 2) uint8 (dy, dx)."""
+    if max(keff) > 255:
+        raise NotAChainError(f"max pool window {keff} too large")
+    n, c, ho, wo = idx.shape
+    iy = torch.div(idx, w_in, rounding_mode="floor")
+    ix = idx - iy * w_in
+    oy = torch.arange(ho, device=idx.device).view(1, 1, ho, 1) * s[0] - p[0]
+    ox = torch.arange(wo, device=idx.device).view(1, 1, 1, wo) * s[1] - p[1]
+    off = torch.stack([iy - oy, ix - ox], dim=-1)  # (N, C, Ho, Wo, 2)
+    return off.permute(0, 2, 3, 1, 4).to(torch.uint8).contiguous()
+
+
+def _lrn_factors(a: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """(3, N, H, W, C): the LRN input a, D^-beta and a * D^(-beta-1) (D as in F.local_response_norm)."""
+    sq = (a * a).unsqueeze(1)
+    sq = F.pad(sq, (0, 0, 0, 0, size // 2, (size - 1) // 2))
+    div = F.avg_pool3d(sq, (size, 1, 1), stride=1).squeeze(1)
+    div = div.mul(alpha).add(k)
+    dbeta = div.pow(beta)
+    fac = torch.stack([a, 1.0 / dbeta, a / (dbeta * div)])  # (3, N, C, H, W)
+    return fac.permute(0, 1, 3, 4, 2).contiguous()
+
+
+class ChainRecorder(TorchFunctionMode):
+    """Records the conv/relu/pool/LRN chain from the input to the target layers during a real forward."""
+
+    def __init__(self, x: torch.Tensor, keep_lrn_inputs: bool):
+        super().__init__()
+        self.head = x
+        self.chain_ids = {id(x)}
+        self._alive = [x]  # keep chain tensors alive so ids stay unique
+        self.ops: list[_Op] = []
+        self.pool_idx: dict[int, torch.Tensor] = {}
+        self.lrn_in: dict[int, torch.Tensor] = {}
+        self.keep_lrn_inputs = keep_lrn_inputs
+        self.paused = False  # set while the recorder's own hooks run tensor ops
+
+    def _advance(self, out: torch.Tensor) -> None:
+        self.head = out
+        self.chain_ids.add(id(out))
+        self._alive.append(out)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.paused:
+            with _sanctioned():
+                return func(*args, **kwargs)
+        consumed = [t for t in _flat_tensors(args, kwargs) if id(t) in self.chain_ids]
+        kind, info = _classify(func, args, kwargs)
+        if not consumed:
+            if kind in ("relu", "refuse", "lrn"):
+                with _sanctioned():
+                    return func(*args, **kwargs)
+            return func(*args, **kwargs)
+        name = _op_name(func)
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if x is not self.head or any(t is not self.head for t in consumed):
+            out = func(*args, **kwargs)
+            if not isinstance(out, torch.Tensor):
+                return out  # metadata (size, dim, ...)
+            raise NotAChainError(
+                f"{name} consumes an earlier tensor of the chain (a branch / skip connection): the fast "
+                "Deconvnet needs a plain chain; use deconvnet.project"
+            )
+        c_in, h_in, w_in = (tuple(x.shape[1:]) + (1, 1, 1))[:3]
+        if kind == "relu":
+            with _sanctioned():
+                out = func(*args, **kwargs)
+            self.ops.append(_Op("relu", (c_in, h_in, w_in), tuple(out.shape[1:]), desc=name))
+            self._advance(out)
+            return out
+        if kind == "refuse":
+            raise _refusal(str(info), "Deconvnet")
+        if kind == "lrn":
+            xx, size, alpha, beta, k = _lrn_params(args, kwargs)
+            out = func(*args, **kwargs)
+            i = len(self.ops)
+            if self.keep_lrn_inputs:
+                self.lrn_in[i] = _lrn_factors(x.detach(), size, alpha, beta, k)
+            self.ops.append(_Op("lrn", (c_in, h_in, w_in), tuple(out.shape[1:]), lrn=(size, alpha, beta, k),
+                                desc="local_response_norm"))
+            self._advance(out)
+            return out
+        if func is F.conv2d:
+            if x.ndim != 4:
+                raise NotAChainError(f"conv2d on a {x.ndim}-D tensor")
+            b = _CONV_SIG.bind(*args, **kwargs)
+            b.apply_defaults()
+            a = b.arguments
+            w = a["weight"]
+            kh, kw = w.shape[-2:]
+            d = _pair(a["dilation"])
+            keff = ((kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1)
+            pad = a["padding"]
+            if pad == "valid":
+                pad = (0, 0)
+            elif pad == "same":
+                pad = ((keff[0] - 1) // 2, (keff[1] - 1) // 2)
+            out = func(*args, **kwargs)
+            self.ops.append(_Op("conv", (c_in, h_in, w_in), tuple(out.shape[1:]), k=keff, s=_pair(a["stride"]),
+                                p=_pair(pad), weight=w.detach(), dilation=d, groups=int(a["groups"]),
+                                desc=f"conv2d {tuple(w.shape)}"))
+            self._advance(out)
+            return out
+        if func is F.max_pool2d or func is F.max_pool2d_with_indices:
+            b = _POOL_SIG.bind(*args, **kwargs)
+            b.apply_defaults()
+            a = b.arguments
+            ks = _pair(a["kernel_size"])
+            st = _pair(a["stride"]) if a["stride"] not in (None, [], ()) else ks
+            d = _pair(a["dilation"])
+            keff = ((ks[0] - 1) * d[0] + 1, (ks[1] - 1) * d[1] + 1)
+            out, idx = F.max_pool2d_with_indices(x, ks, st, a["padding"], d, a["ceil_mode"])
+            i = len(self.ops)
+            pad = _pair(a["padding"])
+            self.pool_idx[i] = _switch_offsets(idx, w_in, st, pad, keff)
+            self.ops.append(_Op("pool", (c_in, h_in, w_in), tuple(out.shape[1:]), k=keff, s=st,
+                                p=pad, desc=f"max_pool2d {ks}/{st}"))
+            self._advance(out)
+            return (out, idx) if a["return_indices"] else out
+        if name in _DROPOUT_NAMES:
+            training = _arg(args, kwargs, 2, "training", True)
+            if training:
+                raise NotAChainError("dropout in training mode on the chain")
+            out = func(*args, **kwargs)
+            if isinstance(out, torch.Tensor):
+                self._advance(out)
+            return out
+        out = func(*args, **kwargs)
+        if not isinstance(out, torch.Tensor):
+            return out
+        if name in _IDENTITY_NAMES:
+            self._advance(out)
+            return out
+        raise NotAChainError(
+            f"{name} on the chain: the fast Deconvnet supports conv2d, ReLU, max_pool2d, local_response_norm "
+            "and dropout (eval) only; use deconvnet.project for other models"
+        )
+
+

@@ -1,0 +1,402 @@
+"""Fast deconvnet for many units (:class:`Deconvnet`): cached switches, receptive-field windows, units batched.
+
+For models whose path to the layer is a plain chain of ``conv2d / relu / max_pool2d / local_response_norm /
+dropout`` (every model in ``zfnet.models`` and torchvision's ``alexnet`` / ``vgg`` ``features``; the chain is
+recorded from the real forward by :mod:`zfnet.analysis.chain`). One forward per image caches the switches of
+every pool; a unit's projection is then computed only over its receptive field: at every level the signal
+is kept in the window that can reach the unit (clipped to the feature map), the cached switch window is
+gathered, and the transposed convolution runs on that window. Units with the same window geometry (every
+interior unit of a layer) are batched across images into one backward. The arithmetic is the same sums as
+autograd's (tests check equality with ``project``, an explicit deconvnet and Captum); it returns each
+projection in the unit's receptive-field frame (:class:`~zfnet.analysis.projections.Projections`).
+
+Details that make it fast on a CPU (``benchmarks/bench_deconvnet.py``): switches are stored as uint8
+offsets inside their pool window, so a window's scatter indices are one multiply-add; tensors stay
+channels-last so oneDNN runs the transposed convolutions; a stride-s transposed convolution with few
+output channels (conv1 -> RGB) runs in its polyphase form, an ordinary convolution with s*s*3 output
+channels followed by a pixel shuffle (same products and sums, much better GEMM shapes); LRN gradients
+(``lrn="gradient"``) use the cached per-image factors ``D^-beta`` and ``a * D^(-beta-1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zfnet.analysis import _hooks
+from zfnet.analysis.chain import ChainRecorder, NotAChainError, _Op
+from zfnet.analysis.projections import Projections
+from zfnet.analysis.rectifiers import RectifierGuard, check_lrn
+
+@dataclass(frozen=True)
+class _AxisProfile:
+    starts: tuple[int, ...]  # clipped window start at every level 0..end
+    lengths: tuple[int, ...]
+    conv_off: tuple[int, ...]  # per op i: clipped start at level i minus the unclipped start from level i+1
+    vstart: int  # unclipped receptive-field start at the input
+    vlen: int
+
+    def key(self):
+        return self.lengths, self.conv_off, self.starts[0] - self.vstart
+
+
+def _axis_profile(ops: Sequence[_Op], end: int, pos: int, axis: int) -> _AxisProfile:
+    starts = [0] * (end + 1)
+    lengths = [0] * (end + 1)
+    off = [0] * end
+    cs, ce, vs, ve = pos, pos + 1, pos, pos + 1
+    starts[end], lengths[end] = cs, 1
+    for i in reversed(range(end)):
+        op = ops[i]
+        if op.kind in ("conv", "pool"):
+            k, s, p = op.k[axis], op.s[axis], op.p[axis]
+            n = op.in_shape[1 + axis]
+            a, b = cs * s - p, (ce - 1) * s - p + k
+            cs, ce = max(0, a), min(n, b)
+            off[i] = cs - a
+            vs, ve = vs * s - p, (ve - 1) * s - p + k
+        starts[i], lengths[i] = cs, max(0, ce - cs)
+    return _AxisProfile(tuple(starts), tuple(lengths), tuple(off), vs, ve - vs)
+
+
+def _polyphase_weight(w: torch.Tensor, s: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """conv_transpose2d(g, w, stride=s) == pixel_shuffle-style interleave of conv2d(pad(g), wp)."""
+    cin_t, cout_t, kh, kw = w.shape  # conv_transpose weight layout: (in of transpose, out of transpose, kh, kw)
+    jy, jx = -(-kh // s[0]), -(-kw // s[1])
+    wp = w.new_zeros((cout_t, s[0], s[1], cin_t, jy, jx))
+    for ry in range(s[0]):
+        for rx in range(s[1]):
+            for ty in range(jy):
+                ky = s[0] * (jy - 1 - ty) + ry
+                if ky >= kh:
+                    continue
+                for tx in range(jx):
+                    kx = s[1] * (jx - 1 - tx) + rx
+                    if kx >= kw:
+                        continue
+                    wp[:, ry, rx, :, ty, tx] = w[:, :, ky, kx].t()
+    return wp.reshape(cout_t * s[0] * s[1], cin_t, jy, jx), (jy, jx)
+
+
+class Deconvnet:
+    """Fast deconvnet for many units: cached switches, receptive-field windows, units batched.
+
+    >>> dn = Deconvnet(model, ["conv1", "conv5"])          # layers: module paths
+    >>> dn.cache(images)                                    # one forward per image (switches, activations)
+    >>> p = dn.project_units("conv5", image_index, channels, ys, xs)   # Projections, RF frames
+    >>> p.full()                                            # (U, 3, H, W), equal to project(...)
+
+    ``lrn``: as in :func:`project`. ``memory_mb``: working-set budget per batch of units.
+    Raises :class:`NotAChainError` if the path to a layer is not a plain conv/relu/pool/LRN chain.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str | nn.Module], *, lrn: str = "identity",
+                 memory_mb: float = 192.0, call: int | None = None):
+        self.model = model
+        self.lrn = check_lrn(lrn)
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("layers: give at least one layer")
+        self.targets = {(l if isinstance(l, str) else str(id(l))): _hooks.find_layer(model, l) for l in self.layers}
+        self.memory_bytes = memory_mb * 2**20
+        self.call = call  # which call of a layer module that runs several times per forward
+        self._call: dict[str, int] = {}
+        self.ops: list[_Op] | None = None
+        self.ends: dict[str, int] = {}
+        self.acts: dict[str, torch.Tensor] = {}
+        self.pool_idx: dict[int, torch.Tensor] = {}
+        self.lrn_in: dict[int, torch.Tensor] = {}
+        self.image_size: tuple[int, int] | None = None
+        self._poly: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
+        self._profiles: dict[tuple, _AxisProfile] = {}
+
+    # -- forward ---------------------------------------------------------------------------------
+    def _record(self, x: torch.Tensor) -> tuple[ChainRecorder, dict[str, torch.Tensor], dict[str, int]]:
+        rec = ChainRecorder(x, keep_lrn_inputs=self.lrn == "gradient")
+        outs: dict[str, torch.Tensor] = {}
+        ends: dict[str, int] = {}
+        remaining = set(self.targets)
+        handles = []
+
+        seen = {name: 0 for name in self.targets}
+
+        def make_hook(name):
+            def hook(_m, _inp, out):
+                k = seen[name]
+                seen[name] += 1
+                if name in outs or k != self._call.get(name, 0):
+                    return
+                if out is not rec.head:
+                    raise NotAChainError(
+                        f"the output of layer {name!r} is not the end of the recorded chain (the module "
+                        "transforms its input with ops the recorder did not see, or returns a non-tensor)"
+                    )
+                # a copy: a later in-place op (ReLU(inplace=True) after a conv) must not change it
+                rec.paused = True
+                try:
+                    outs[name], ends[name] = out.detach().clone(), len(rec.ops)
+                finally:
+                    rec.paused = False
+                remaining.discard(name)
+                if not remaining:
+                    raise _hooks.Stop
+
+            return hook
+
+        for name, mod in self.targets.items():
+            handles.append(mod.register_forward_hook(make_hook(name)))
+        guard = RectifierGuard()
+        try:
+            with rec, guard:
+                self.model(x)
+        except _hooks.Stop:
+            pass
+        except RuntimeError as exc:
+            guard.reraise(exc)
+            raise
+        finally:
+            for h in handles:
+                h.remove()
+        if remaining:
+            raise RuntimeError(f"layers {sorted(remaining)} were not called by the model's forward pass")
+        return rec, outs, ends
+
+    @torch.no_grad()
+    def cache(self, images: torch.Tensor, batch_size: int = 16) -> "Deconvnet":
+        """One forward per image: the switches of every pool and the activations of the layers."""
+        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+            raise ValueError(f"images: expected a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+        dtype, device = _hooks.dtype_device(self.model)
+        pools: dict[int, list] = {}
+        lrns: dict[int, list] = {}
+        acts: dict[str, list] = {}
+        ops = None
+        with _hooks.eval_mode(self.model):
+            which = _hooks.calls(self.model, images[:1].to(device=device, dtype=dtype), self.layers, self.call)
+            self._call = {name: which[_hooks.path_of(self.model, l)] for name, l in zip(self.targets, self.layers)}
+            for s in range(0, images.shape[0], batch_size):
+                x = images[s:s + batch_size].to(device=device, dtype=dtype)
+                rec, outs, ends = self._record(x)
+                sig = [(o.kind, o.in_shape, o.out_shape, o.k, o.s, o.p) for o in rec.ops]
+                if ops is None:
+                    ops, sig0, self.ends = rec.ops, sig, ends
+                elif sig != sig0:
+                    raise NotAChainError("the recorded chain changed between batches")
+                for i, t in rec.pool_idx.items():
+                    pools.setdefault(i, []).append(t)
+                for i, t in rec.lrn_in.items():
+                    lrns.setdefault(i, []).append(t)
+                for name, t in outs.items():
+                    acts.setdefault(name, []).append(t.detach())
+        self.ops = ops
+        self.pool_idx = {i: torch.cat(v) for i, v in pools.items()}
+        self.lrn_in = {i: torch.cat(v, dim=1) for i, v in lrns.items()}
+        self.acts = {k: torch.cat(v) for k, v in acts.items()}
+        self.image_size = tuple(images.shape[-2:])
+        self._profiles.clear()
+        for name, end in self.ends.items():
+            if end == 0:
+                raise NotAChainError(f"layer {name!r} outputs the input itself (no op before it)")
+            if self.acts[name].ndim != 4:
+                raise NotAChainError(f"layer {name!r} output is not a (N, C, H, W) map")
+        return self
+
+    # -- geometry --------------------------------------------------------------------------------
+    def _profile(self, end: int, pos: int, axis: int) -> _AxisProfile:
+        key = (end, pos, axis)
+        if key not in self._profiles:
+            self._profiles[key] = _axis_profile(self.ops, end, pos, axis)
+        return self._profiles[key]
+
+    def _name(self, layer) -> str:
+        name = layer if isinstance(layer, str) else str(id(layer))
+        if self.ops is None:
+            raise RuntimeError("call cache(images) first")
+        if name not in self.ends:
+            raise KeyError(f"layer {layer!r} was not given to this Deconvnet; layers: {list(self.ends)}")
+        return name
+
+    def receptive_field(self, layer, y: int, x: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right), bottom/right exclusive: the input pixels that can reach unit (y, x)."""
+        end = self.ends[self._name(layer)]
+        py, px = self._profile(end, int(y), 0), self._profile(end, int(x), 1)
+        return py.starts[0], px.starts[0], py.starts[0] + py.lengths[0], px.starts[0] + px.lengths[0]
+
+    # -- backward --------------------------------------------------------------------------------
+    def _conv_t(self, g: torch.Tensor, i: int) -> torch.Tensor:
+        op = self.ops[i]
+        w = op.weight.to(g.dtype)
+        if op.groups == 1 and op.dilation == (1, 1) and op.s != (1, 1) and op.in_shape[0] <= 8:
+            # few output channels (RGB): the polyphase form runs as an ordinary conv with good GEMM shapes
+            if i not in self._poly or self._poly[i][0].dtype != g.dtype:
+                self._poly[i] = _polyphase_weight(w, op.s)
+            wp, (jy, jx) = self._poly[i]
+            h, w_ = g.shape[-2:]
+            r = F.conv2d(g, wp, padding=(jy - 1, jx - 1))
+            r = F.pixel_shuffle(r, op.s[0]) if op.s[0] == op.s[1] else _interleave(r, op.s)
+            return r[..., : (h - 1) * op.s[0] + op.k[0], : (w_ - 1) * op.s[1] + op.k[1]]
+        return F.conv_transpose2d(g, w, stride=op.s, dilation=op.dilation, groups=op.groups)
+
+    def _unpool(self, g, i, n, rows, cols, off_y, off_x, h_in, w_in):
+        """Scatter-add g (U, C, h, w) at the cached switches: (U, C, h_in, w_in), channels-last."""
+        op = self.ops[i]
+        u, c, h, w = g.shape
+        d = self.pool_idx[i][n[:, None, None], rows[:, :, None], cols[:, None, :]]  # (U, h, w, C, 2)
+        # switch of window output (r, q): row r*s - off_y + dy, column q*s - off_x + dx of the input window
+        dev = g.device
+        base = ((torch.arange(h, device=dev) * op.s[0] - off_y)[:, None] * w_in
+                + (torch.arange(w, device=dev) * op.s[1] - off_x)[None, :])
+        local = d[..., 0].long() * w_in
+        local += d[..., 1]
+        local += base[None, :, :, None]
+        src = g.permute(0, 2, 3, 1).reshape(u, h * w, c)
+        out = g.new_zeros((u, h_in * w_in, c))
+        out.scatter_add_(1, local.view(u, h * w, c), src)
+        return out.view(u, h_in, w_in, c).permute(0, 3, 1, 2)
+
+    def _lrn_grad(self, g, i, n, rows, cols):
+        """Vector-Jacobian product of F.local_response_norm on the window (cross-channel, pointwise in space)."""
+        size, alpha, beta, k = self.ops[i].lrn
+        fac = self.lrn_in[i]  # (3, N, H, W, C)
+        a, p, q = (fac[j][n[:, None, None], rows[:, :, None], cols[:, None, :]].to(g.dtype) for j in range(3))
+        gl = g.permute(0, 2, 3, 1)  # (U, h, w, C)
+        t = F.pad(gl * q, (size // 2, (size - 1) // 2))
+        c = gl.shape[-1]
+        box = t[..., 0:c].clone()
+        for j in range(1, size):
+            box += t[..., j:j + c]
+        out = gl * p - (2.0 * alpha * beta / size) * a * box
+        return out.permute(0, 3, 1, 2)
+
+    def _backward(self, end, py, px, n, ch, vals, sy, sx):
+        """Project a batch of units with the same window geometry. sy/sx: (U, end+1) clipped starts."""
+        ops = self.ops
+        u = n.shape[0]
+        dev = vals.device
+        ar = torch.arange(u, device=dev)
+        g = vals.new_zeros((u, ops[end - 1].out_shape[0], 1, 1))
+        g[ar, ch, 0, 0] = vals
+        g = g.contiguous(memory_format=torch.channels_last)
+        for i in reversed(range(end)):
+            op = ops[i]
+            if op.kind == "relu":
+                g = g.clamp_(min=0)
+            elif op.kind == "lrn":
+                if self.lrn == "gradient":
+                    rows = sy[:, i, None] + torch.arange(py.lengths[i], device=dev)
+                    cols = sx[:, i, None] + torch.arange(px.lengths[i], device=dev)
+                    g = self._lrn_grad(g, i, n, rows, cols)
+            elif op.kind == "pool":
+                rows = sy[:, i + 1, None] + torch.arange(py.lengths[i + 1], device=dev)
+                cols = sx[:, i + 1, None] + torch.arange(px.lengths[i + 1], device=dev)
+                g = self._unpool(g, i, n, rows, cols, py.conv_off[i], px.conv_off[i], py.lengths[i],
+                                 px.lengths[i])
+            elif op.kind == "conv":
+                g = self._conv_t(g.contiguous(memory_format=torch.channels_last), i)
+                oy, ox = py.conv_off[i], px.conv_off[i]
+                g = g[:, :, oy:oy + py.lengths[i], ox:ox + px.lengths[i]]
+        return g
+
+    def _unit_bytes(self, end, py, px, dtype) -> float:
+        esz = torch.empty((), dtype=dtype).element_size()
+        worst = 0
+        for i in range(end + 1):
+            c = self.ops[i].in_shape[0] if i < end else self.ops[end - 1].out_shape[0]
+            worst = max(worst, c * py.lengths[i] * px.lengths[i])
+            if i < end and self.ops[i].kind == "conv":  # transposed conv output before slicing
+                op = self.ops[i]
+                hh = (py.lengths[i + 1] - 1) * op.s[0] + op.k[0]
+                ww = (px.lengths[i + 1] - 1) * op.s[1] + op.k[1]
+                worst = max(worst, op.in_shape[0] * hh * ww * (4 if op.in_shape[0] <= 8 else 1))
+        return worst * (3 * esz + 16)
+
+    def _iter_units(self, layer, image_index, channels, ys, xs, values=None
+                           ) -> Iterator[tuple[torch.Tensor, Projections]]:
+        """Yield ``(positions in the input lists, Projections)`` batch by batch (same geometry per batch)."""
+        name = self._name(layer)
+        end = self.ends[name]
+        acts = self.acts[name]
+        dev = acts.device
+        n = torch.as_tensor(image_index, dtype=torch.long).reshape(-1).cpu()
+        ch = torch.as_tensor(channels, dtype=torch.long).reshape(-1).cpu()
+        yy = torch.as_tensor(ys, dtype=torch.long).reshape(-1).cpu()
+        xx = torch.as_tensor(xs, dtype=torch.long).reshape(-1).cpu()
+        if not (len(n) == len(ch) == len(yy) == len(xx)):
+            raise ValueError("image_index, channels, ys, xs: expected equal lengths")
+        _, c_n, h_n, w_n = acts.shape
+        for what, t, hi in (("image_index", n, acts.shape[0]), ("channels", ch, c_n), ("ys", yy, h_n),
+                            ("xs", xx, w_n)):
+            if len(t) and ((t < 0) | (t >= hi)).any():
+                raise ValueError(f"{what}: expected values in [0, {hi}) for layer {name!r}")
+        if values is None:
+            vals_all = acts[n.to(dev), ch.to(dev), yy.to(dev), xx.to(dev)]
+        else:
+            vals_all = torch.as_tensor(values, dtype=acts.dtype, device=dev).reshape(-1)
+        groups: dict[tuple, list[int]] = {}
+        for j, (y, x) in enumerate(zip(yy.tolist(), xx.tolist())):
+            key = (self._profile(end, y, 0).key(), self._profile(end, x, 1).key())
+            groups.setdefault(key, []).append(j)
+        for members in groups.values():
+            sel = torch.tensor(members, dtype=torch.long)
+            y0, x0 = int(yy[sel[0]]), int(xx[sel[0]])
+            py, px = self._profile(end, y0, 0), self._profile(end, x0, 1)
+            chunk = max(1, int(self.memory_bytes // max(1.0, self._unit_bytes(end, py, px, acts.dtype))))
+            sy_all = torch.tensor([self._profile(end, int(v), 0).starts for v in yy[sel].tolist()], device=dev)
+            sx_all = torch.tensor([self._profile(end, int(v), 1).starts for v in xx[sel].tolist()], device=dev)
+            for s in range(0, len(members), chunk):
+                part = sel[s:s + chunk]
+                sl = slice(s, s + chunk)
+                nd = n[part].to(dev)
+                if min(py.lengths) == 0 or min(px.lengths) == 0:
+                    g = acts.new_zeros((len(part), self.ops[0].in_shape[0], max(py.lengths[0], 0),
+                                        max(px.lengths[0], 0)))
+                else:
+                    g = self._backward(end, py, px, nd, ch[part].to(dev), vals_all[part.to(dev)],
+                                       sy_all[sl], sx_all[sl])
+                oy, ox = py.starts[0] - py.vstart, px.starts[0] - px.vstart
+                frame = g.new_zeros((len(part), g.shape[1], py.vlen, px.vlen))
+                frame[:, :, oy:oy + g.shape[2], ox:ox + g.shape[3]] = g
+                top = torch.full((len(part),), 0, dtype=torch.long)
+                left = torch.full((len(part),), 0, dtype=torch.long)
+                for q, j in enumerate(part.tolist()):
+                    top[q] = self._profile(end, int(yy[j]), 0).vstart
+                    left[q] = self._profile(end, int(xx[j]), 1).vstart
+                units = {"image_index": n[part], "channel": ch[part], "y": yy[part], "x": xx[part],
+                         "value": vals_all[part.to(dev)].detach().cpu()}
+                yield part, Projections(frame.contiguous(), top, left, self.image_size, units)
+
+    def project_units(self, layer, image_index, channels, ys, xs, values=None) -> Projections:
+        """Projections of the units ``(image_index[j], channels[j], ys[j], xs[j])`` of ``layer``, in order.
+
+        ``image_index`` indexes the images given to :meth:`cache`. ``values`` (optional) overrides the seed
+        values (default: the cached activations, i.e. the units' own values).
+        """
+        name = self._name(layer)
+        end = self.ends[name]
+        u = len(torch.as_tensor(channels).reshape(-1))
+        vlen_y = _axis_profile(self.ops, end, 0, 0).vlen
+        vlen_x = _axis_profile(self.ops, end, 0, 1).vlen
+        acts = self.acts[name]
+        out = acts.new_zeros((u, self.ops[0].in_shape[0], vlen_y, vlen_x))
+        top = torch.zeros(u, dtype=torch.long)
+        left = torch.zeros(u, dtype=torch.long)
+        units = {k: torch.zeros(u, dtype=torch.long) for k in ("image_index", "channel", "y", "x")}
+        units["value"] = torch.zeros(u, dtype=acts.dtype)
+        for part, p in self._iter_units(layer, image_index, channels, ys, xs, values):
+            out[part.to(out.device)] = p.values
+            top[part], left[part] = p.top, p.left
+            for k, v in p.units.items():
+                units[k][part] = v
+        return Projections(out, top, left, self.image_size, units)
+
+
+def _interleave(r: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
+    u, c, h, w = r.shape
+    co = c // (s[0] * s[1])
+    return r.view(u, co, s[0], s[1], h, w).permute(0, 1, 4, 2, 5, 3).reshape(u, co, h * s[0], w * s[1])
+
+
