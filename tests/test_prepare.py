@@ -211,3 +211,70 @@ def test_a_failing_worker_stops_the_run_with_its_error(tmp_path, monkeypatch):
     monkeypatch.setattr(prep, "run_shard", real)
     stats = prepare(settings(workers=2), tmp_path / "in", tmp_path / "out", progress=False)  # resumes
     assert stats["train"]["written"] == 15
+
+
+def test_directories_and_broken_symlinks_are_seen_and_rejected(tmp_path):
+    """Entries named like images that are not readable files count as seen and land in rejected.csv."""
+    root = tmp_path / "in"
+    make_imagenet(root, bad=False)
+    train0, val = root / "train" / WNIDS[0], root / "val"
+    (train0 / "x.JPEG").mkdir()
+    (train0 / "gone.JPEG").symlink_to(tmp_path / "nowhere.JPEG")
+    # val (flat, LOC_val_solution.csv): labelled entries that are a directory and a dangling symlink
+    (val / "ILSVRC2012_val_00000098.JPEG").mkdir()
+    (val / "ILSVRC2012_val_00000099.JPEG").symlink_to(tmp_path / "nowhere.JPEG")
+    with (root / "LOC_val_solution.csv").open("a", newline="") as fh:
+        csv.writer(fh).writerows([("ILSVRC2012_val_00000098", f"{WNIDS[1]} 1 1 5 5"),
+                                  ("ILSVRC2012_val_00000099", f"{WNIDS[2]} 1 1 5 5")])
+    stats = prepare(settings(), root, tmp_path / "out", progress=False)
+    on_disk = {"train": sum(1 for w in WNIDS for _ in (root / "train" / w).iterdir()), "val": len(list(val.iterdir()))}
+    for split in ("train", "val"):
+        s = stats[split]
+        assert s["seen"] == on_disk[split] == s["written"] + s["rejected"], (split, s)
+    assert stats["train"]["rejected"] == stats["val"]["rejected"] == 2
+    with (tmp_path / "out" / "rejected.csv").open() as fh:
+        rejected = {(r["split"], r["path"].rsplit("/", 1)[1]): r["reason"] for r in csv.DictReader(fh)}
+    assert rejected == {("train", "x.JPEG"): "not a file", ("train", "gone.JPEG"): "broken symlink",
+                        ("val", "ILSVRC2012_val_00000098.JPEG"): "not a file",
+                        ("val", "ILSVRC2012_val_00000099.JPEG"): "broken symlink"}
+
+
+@pytest.mark.parametrize("failure", ["enospc", "short write"])
+def test_a_full_disk_names_the_shard_and_the_free_space(tmp_path, monkeypatch, failure):
+    import errno
+
+    import zfnet.data.prepare as prep
+    from zfnet.io import atomic_path
+
+    make_imagenet(tmp_path / "in", bad=False)
+    out = tmp_path / "out"
+
+    def full(path, samples):  # the disk fills halfway through the shard's temp file
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"x" * 1000)
+            if failure == "enospc":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError("196608 requested and 50672 written")  # Python's buffered writer, no errno
+
+    monkeypatch.setattr(prep.shards, "write_shard", full)
+    with pytest.raises(OSError) as err:
+        prepare(settings(), tmp_path / "in", out, progress=False)
+    assert err.value.errno == errno.ENOSPC
+    message = str(err.value)
+    assert "disk full while writing" in message and str(out / "train-000000.tar") in message
+    assert " bytes free on /" in message
+    assert [p.name for p in out.iterdir()] == []  # no temp file, nothing that looks like a shard
+
+
+def test_fast_decode_is_a_shard_setting(tmp_path):
+    """Shards made with reduced-scale decoding are not the exact ones: switching the setting redoes them."""
+    make_imagenet(tmp_path / "in", bad=False)
+    out = tmp_path / "out"
+    prepare(settings(), tmp_path / "in", out, progress=False)
+    assert json.loads((out / "train-000000.json").read_text())["settings"]["fast_decode"] is False
+    before = (out / "train-000000.tar").stat()
+    before = (before.st_ino, before.st_mtime_ns)
+    prepare(settings(fast_decode=True), tmp_path / "in", out, progress=False)
+    assert json.loads((out / "train-000000.json").read_text())["settings"]["fast_decode"] is True
+    after = (out / "train-000000.tar").stat()
+    assert (after.st_ino, after.st_mtime_ns) != before

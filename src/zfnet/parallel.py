@@ -4,17 +4,30 @@
 op (the inherited thread-pool state is dead in the child). ``forkserver`` forks workers from a clean
 server process instead: safe whatever the parent has done, at the cost of importing the worker's module
 once per worker.
+
+Workers die with the process that started the pool (``zfnet.signals.die_with_parent``, set by the pool's
+initializer): a killed stage never leaves workers behind. On an exception in the caller (including
+``KeyboardInterrupt`` and SIGTERM under ``zfnet.signals.terminate_gracefully``) the pool is terminated.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from multiprocessing import get_all_start_methods, get_context
 from typing import Any
 
 from tqdm import tqdm
 
+from zfnet.signals import die_with_parent
+
 __all__ = ["process_map", "readable"]
+
+
+def _init_worker(owner: int) -> None:
+    """Pool initializer: the worker ends when ``owner``, the process that made the pool, dies (its
+    direct parent is the forkserver, which lives on as long as any worker does)."""
+    die_with_parent(owner)
 
 
 def process_map(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1, desc: str = "", unit: str = "img",
@@ -29,7 +42,8 @@ def process_map(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1,
         ctx.set_forkserver_preload([])
     else:
         ctx = get_context("spawn")
-    with ctx.Pool(min(workers, len(jobs))) as pool:
+    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker,
+                  initargs=(os.getpid(),)) as pool:  # __exit__: terminate()
         return list(tqdm(pool.imap(fn, jobs, chunksize=chunksize), total=len(jobs), desc=desc, unit=unit,
                          disable=not progress))
 

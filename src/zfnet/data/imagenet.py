@@ -6,6 +6,11 @@ flat with ``LOC_val_solution.csv`` (Kaggle) beside it, or flat with the devkit's
 ``meta.mat`` order (not sorted wnid order; a ``synsets.txt`` of ``ID wnid`` lines may stand in for meta.mat).
 Class names come from ``LOC_synset_mapping.txt`` when present. Labels are indices into the sorted wnids,
 the convention of torchvision's ``ImageFolder``.
+
+Every entry of an image folder whose name ends in an image suffix is listed, whatever it is: a directory
+named ``x.JPEG`` or a broken symlink is listed too (and then rejected by the prepare stage with its reason,
+"not a file" / "broken symlink"), so nothing on disk is silently left out of seen = written + rejected.
+In ``val/``, class folders are the directories without an image suffix.
 """
 
 from __future__ import annotations
@@ -32,8 +37,13 @@ class Split:
         return len(self.paths)
 
 
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Every entry named like an image (files, and whatever else carries such a name: see the module)."""
+    return sorted(p for p in folder.iterdir() if _is_image_name(p))
 
 
 def classes(root: str | Path) -> tuple[list[str], dict[str, str]]:
@@ -102,7 +112,7 @@ def val_split(root: str | Path) -> Split:
     val = root / "val"
     if not val.is_dir():
         raise DatasetError(f"{val}: missing; expected ILSVRC2012 val/ (class folders or flat with a label file)")
-    folders = sorted(p for p in val.iterdir() if p.is_dir())
+    folders = sorted(p for p in val.iterdir() if p.is_dir() and not _is_image_name(p))
     if folders:
         paths, labels = [], []
         for folder in folders:

@@ -9,14 +9,24 @@ split), ``rejected.csv`` (path, reason), ``classes.json`` and the mean image as 
 float64) and ``mean.png``. Each worker sums the training images of its shards as it writes them (exact integer
 sums): the mean is their total over the count, so no second pass over the shards in one process; only
 shards finished by an earlier run or another machine are read back.
+
+Interrupting is safe: Ctrl-C, or SIGTERM under ``zfnet.signals.terminate_gracefully`` (the stage entry
+point's), stops the helper processes and deletes the unfinished shards' temp files; finished shards
+stay and a rerun resumes from them. Helpers also die when this process is killed outright (SIGKILL, OOM
+killer): ``zfnet.signals.die_with_parent``. A full disk stops the run with ``OSError(ENOSPC)`` naming the
+shard and the free space left on its file system.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
 import json
+import os
 import queue
+import shutil
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +41,8 @@ from tqdm import tqdm
 from zfnet.data import imagenet, shards
 from zfnet.data.preprocess import BadImage, center_crop
 from zfnet.io import atomic_path, write_json
+from zfnet.signals import die_with_parent
+from zfnet.signals import install as terminate_gracefully
 
 
 @dataclass(frozen=True)
@@ -43,11 +55,13 @@ class ShardJob:
     encoding: str
     quality: int
     max_pixels: int
+    fast_decode: bool = False  # reduced-scale JPEG decoding (preprocess.center_crop): not the exact default
 
     @property
     def settings(self) -> dict:
         files = hashlib.sha1("\n".join(f"{p}\t{l}" for p, l, _ in self.items).encode()).hexdigest()
-        return {"size": self.size, "encoding": self.encoding, "quality": self.quality, "files": files}
+        return {"size": self.size, "encoding": self.encoding, "quality": self.quality, "files": files,
+                "fast_decode": self.fast_decode}
 
     @property
     def path(self) -> Path:
@@ -66,6 +80,39 @@ class ShardJob:
             return False
 
 
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _disk_full(err: OSError) -> bool:
+    """ENOSPC / EDQUOT, or the errno-less short write Python's buffered writer reports when the disk
+    fills mid-write ("196608 requested and 50672 written")."""
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return err.errno is None and "requested and" in str(err) and "written" in str(err)
+
+
+@contextlib.contextmanager
+def _disk_full_names(path: Path):
+    """Re-raise a full disk while writing ``path`` as ``OSError(ENOSPC, "disk full while writing <path>
+    (N bytes free on <mount>)")`` (the atomic writer has already deleted its temp file)."""
+    try:
+        yield
+    except OSError as err:
+        if not _disk_full(err):
+            raise
+        mount = _mount_point(path.parent)
+        try:
+            free = f"{shutil.disk_usage(path.parent).free} bytes free on {mount}"
+        except OSError:
+            free = f"free space on {mount} unknown"
+        raise OSError(errno.ENOSPC, f"disk full while writing {path} ({free}); free space or set "
+                                    "prepare.out_dir elsewhere, then rerun: finished shards are kept") from err
+
+
 def run_shard(job: ShardJob) -> tuple[dict, np.ndarray]:
     """Write one shard and its sidecar; returns the sidecar's info and the exact sum of the shard's images.
     Run on one torch thread (``_run`` and ``_worker`` set it once per process: one process, one core)."""
@@ -74,7 +121,7 @@ def run_shard(job: ShardJob) -> tuple[dict, np.ndarray]:
     total = np.zeros((job.size, job.size, 3), np.uint32 if len(job.items) < 2**24 else np.int64)
     for path, label, n in job.items:
         try:
-            image = center_crop(path, job.size, max_pixels=job.max_pixels)
+            image = center_crop(path, job.size, max_pixels=job.max_pixels, fast_decode=job.fast_decode)
         except BadImage as err:
             rejected.append({"path": path, "reason": err.reason, "detail": err.detail})
             continue
@@ -82,10 +129,12 @@ def run_shard(job: ShardJob) -> tuple[dict, np.ndarray]:
         ext, data = shards.encode(image, job.encoding, job.quality)
         samples.append({"__key__": f"{job.split}_{n:08d}", ext: data, "cls": str(label).encode(),
                         "json": json.dumps({"path": path}).encode()})
-    shards.write_shard(job.path, samples)
+    with _disk_full_names(job.path):
+        shards.write_shard(job.path, samples)
     info = {"split": job.split, "index": job.index, "seen": len(job.items), "written": len(samples),
             "rejected": rejected, "settings": job.settings}
-    write_json(job.sidecar, info)
+    with _disk_full_names(job.sidecar):
+        write_json(job.sidecar, info)
     return info, total
 
 
@@ -97,7 +146,8 @@ def plan(cfg, root: Path, out_dir: Path) -> tuple[list[ShardJob], dict]:
         size = int(cfg.shard_size)
         for index, start in enumerate(range(0, len(items), size)):
             jobs.append(ShardJob(split.name, index, items[start : start + size], str(out_dir), int(cfg.size),
-                                 cfg.encoding, int(cfg.quality), int(cfg.max_image_pixels)))
+                                 cfg.encoding, int(cfg.quality), int(cfg.max_image_pixels),
+                                 bool(cfg.get("fast_decode", False))))
     return jobs, {"wnids": wnids, "names": [names[w] for w in wnids]}
 
 
@@ -179,7 +229,9 @@ class _Summed:
         self.shards |= other.shards
 
 
-def _worker(todo: list[ShardJob], counter, results, size: int) -> None:
+def _worker(todo: list[ShardJob], counter, results, size: int, parent: int) -> None:
+    die_with_parent(parent)  # a killed parent must not leave this process working for nobody
+    terminate_gracefully()  # SIGTERM (the parent stopping it): unwind, so the shard's temp file is deleted
     torch.set_num_threads(1)  # before any torch op: a forked OpenMP pool must not be entered
     summed = _Summed(size)
     try:
@@ -188,6 +240,9 @@ def _worker(todo: list[ShardJob], counter, results, size: int) -> None:
             summed.add(info, total)
             results.put(("done", info))
         results.put(("summed", summed))  # once: not a 1.5 MB array per shard for the parent to unpickle and add
+    except (KeyboardInterrupt, SystemExit) as err:  # stopped (Ctrl-C, SIGTERM): nobody waits for results
+        results.cancel_join_thread()  # exit without flushing the queue into a pipe no one may read
+        raise SystemExit(err.code if isinstance(err, SystemExit) else 130) from None
     except BaseException as err:  # the parent re-raises it, naming the worker's error
         results.put(("failed", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
         raise
@@ -204,8 +259,8 @@ def _run(todo: list[ShardJob], workers: int, summed: _Summed) -> Iterator[dict]:
     # fork: helpers start in milliseconds (spawn re-imports torch in each, seconds per worker)
     ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
     counter, results = ctx.Value("q", 0), ctx.Queue()
-    helpers = [ctx.Process(target=_worker, args=(todo, counter, results, summed.total.shape[0]), daemon=True)
-               for _ in range(workers - 1)]
+    helpers = [ctx.Process(target=_worker, args=(todo, counter, results, summed.total.shape[0], os.getpid()),
+                           daemon=True) for _ in range(workers - 1)]
     for helper in helpers:
         helper.start()
     pending = {"shards": len(todo), "sums": len(helpers)}
@@ -243,17 +298,33 @@ def _run(todo: list[ShardJob], workers: int, summed: _Summed) -> Iterator[dict]:
         yield from received(block=True)
     finally:
         torch.set_num_threads(threads)  # once per run: not per shard
+        if pending["shards"] or pending["sums"]:  # an error or an interruption: stop the helpers
+            _stop(helpers, Path(todo[0].out_dir))
         for helper in helpers:
-            if helper.is_alive() and (pending["shards"] or pending["sums"]):  # an error: stop the others
-                helper.terminate()
             helper.join()
+
+
+def _stop(helpers: list, out_dir: Path, grace: float = 5.0) -> None:
+    """SIGTERM the helpers (they unwind: their temp files are deleted), SIGKILL any still running after
+    ``grace`` seconds and delete its temp files (``zfnet.io.atomic_path``'s ``.<name>.tmp-<pid>.<ext>``)."""
+    for helper in helpers:
+        if helper.is_alive():
+            helper.terminate()
+    for helper in helpers:
+        helper.join(grace)
+        if helper.is_alive():
+            helper.kill()
+            helper.join()
+            for tmp in out_dir.glob(f".*.tmp-{helper.pid}.*"):
+                tmp.unlink(missing_ok=True)
 
 
 def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -> dict:
     """Prepare ``root`` (an ILSVRC2012 layout) into ``out_dir``; returns stats (or progress when partial).
 
     ``cfg``: size, shard_size, workers, shard_index, shard_count, encoding, quality, max_image_pixels, and
-    optionally exclude (training image paths to leave out: the overlap stage's removed list).
+    optionally fast_decode (default false: exact preprocessing, see ``preprocess``) and exclude (training
+    image paths to leave out: the overlap stage's removed list).
     """
     root, out_dir = Path(root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,11 +332,12 @@ def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -
     mine = [j for n, j in enumerate(jobs) if n % int(cfg.shard_count) == int(cfg.shard_index)]
     todo = [j for j in mine if not j.done()]
     workers = max(1, min(int(cfg.workers), len(todo)))
-    bar = tqdm(total=sum(len(j.items) for j in todo), desc="prepare", unit="img", disable=not progress)
     summed = _Summed(int(cfg.size))
-    for info in _run(todo, workers, summed):
-        bar.update(info["seen"])
-    bar.close()
+    # closing: an exception here (Ctrl-C, SIGTERM) stops the helpers now, not when the generator is collected
+    with tqdm(total=sum(len(j.items) for j in todo), desc="prepare", unit="img", disable=not progress) as bar, \
+            contextlib.closing(_run(todo, workers, summed)) as done:
+        for info in done:
+            bar.update(info["seen"])
     missing = [j for j in jobs if not j.done()]
     if missing:
         return {"complete": False, "shards_done": len(jobs) - len(missing), "shards_total": len(jobs)}

@@ -1,19 +1,25 @@
 """One image, the paper's way (§3): smallest side resized to ``size`` (antialiased), centre crop size×size.
 
-Geometry and filter are torchvision's ``Resize(size)`` + ``CenterCrop(size)`` (bilinear, antialiased, the
-same output-size and crop-offset rounding), computed by torch's uint8 antialiased interpolation, which is
-what torchvision's ``Resize`` runs on tensors: 3x faster than PIL's resampler and within rounding of it
-(a few pixels in a thousand differ by one level). JPEGs are decoded by ``torchvision.io.decode_jpeg``
-(libjpeg-turbo, the same pixels as PIL's decoder) straight into an RGB array: PIL would decode into its
-4-byte-per-pixel buffer and then need a second unpacking copy. Large JPEGs are decoded by PIL at a reduced
-DCT scale (``Image.draft``): at half size where that keeps 1.5 times the target (1024x768 at 512x384, in
-half the time; about 0.6 levels off on average on the benchmark's noisy images), at a quarter or an eighth
-only where that keeps twice the target (their cruder DCT filter costs up to a level at 1.75x). Everything else (PNG, CMYK, palette, 16-bit, broken files) goes
-through PIL.
+Exact by default: the result is torchvision's ``Resize(size)`` + ``CenterCrop(size)`` on the PIL RGB image
+(what the paper-era pipelines ran), because it is computed by the same calls: PIL decodes the full image,
+PIL's bilinear antialiased ``resize`` to the size torchvision computes, the crop at torchvision's
+offsets. Nothing faster was exact: torch's uint8 antialiased ``interpolate`` (what ``Resize`` runs on
+tensors; 2-4x faster) is up to 0.2 levels off on average on some images (int16 filter weights, and since
+Pillow 13 PIL resamples vertically first when the height shrinks much more than the width: a
+version-dependent pass order); a reduced-scale JPEG decode, about a level off.
+
+``fast_decode=True`` (the prepare stage's ``prepare.fast_decode``; opt-in) is the fast approximation:
+baseline JPEGs decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo) straight into an RGB array,
+large JPEGs at a reduced DCT scale (PIL's ``Image.draft``: at half size where that keeps 1.5 times the
+target, a quarter or an eighth where that keeps twice the target), resized by torch's uint8 antialiased
+interpolation. It is not the paper's preprocessing: on photographs whose short side is 2-6x the target
+it differs from torchvision's by about a level on average and by tens of levels at single pixels
+(edges); benchmarks/results/prepare.json has both modes' agreement and speed.
 
 Whatever the file holds is decoded to 8-bit RGB: greyscale, palette, CMYK (also the PNG or CMYK files
 named ``.JPEG`` in the real ILSVRC2012 train set), alpha (dropped), 16-bit. Anything unreadable raises
-``BadImage`` with the path and reason, so a caller can list it instead of aborting.
+``BadImage`` with the path and reason (a directory or a broken symlink where a file was listed included),
+so a caller can list it instead of aborting.
 """
 
 from __future__ import annotations
@@ -83,12 +89,23 @@ def _open(data: bytes, name: str, max_pixels) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = old_limit
 
 
+def _unreadable_reason(path: Path) -> str:
+    """Why ``path`` could not be read (only asked after a read failed: no extra system calls per image)."""
+    if path.is_symlink() and not path.exists():
+        return "broken symlink"
+    if path.exists() and not path.is_file():
+        return "not a file"  # a directory, a FIFO, a device
+    if not path.exists():
+        return "missing"
+    return "unreadable"
+
+
 def _read(source) -> tuple[bytes, str]:
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as err:
-        raise BadImage(name, "unreadable", str(err)) from err
+        raise BadImage(name, _unreadable_reason(Path(source)), str(err)) from err
     if not data:
         raise BadImage(name, "empty file")
     return data, name
@@ -133,11 +150,13 @@ def _load(img: Image.Image, name: str, reduce_to: int | None) -> Image.Image:
         raise BadImage(name, "unsupported mode", f"{img.mode}: {err}") from err
 
 
-def _decode_tensor(source, max_pixels, reduce_to: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(uint8 (3, H, W) RGB tensor in HWC memory, original (w, h)): the fast path of ``center_crop``.
+def _decode_tensor(source, max_pixels, reduce_to: int | None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(uint8 (3, H, W) RGB tensor in HWC memory, original (w, h)) for ``center_crop``.
 
-    Baseline-sized colour and greyscale JPEGs go to libjpeg-turbo through ``decode_jpeg``; anything it
-    refuses (truncated, 12-bit, ...) falls back to PIL, which decodes it or names what is wrong."""
+    Colour and greyscale JPEGs go to libjpeg-turbo through ``decode_jpeg`` at full size; anything it
+    refuses (truncated, 12-bit, ...) falls back to PIL, which decodes it or names what is wrong.
+    ``reduce_to``: the target's smallest side when a reduced-scale decode is allowed (``fast_decode``),
+    else None (exact)."""
     if isinstance(source, Image.Image):
         rgb, size = _to_rgb(source), source.size
     else:
@@ -155,19 +174,38 @@ def _decode_tensor(source, max_pixels, reduce_to: int) -> tuple[torch.Tensor, tu
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1), size
 
 
+def crop_box(resized: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of torchvision's ``CenterCrop(size)`` in an image of size ``resized``."""
+    w, h = resized
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return left, top, left + size, top + size
+
+
 def resize_center_crop(x: torch.Tensor, original: tuple[int, int], size: int) -> torch.Tensor:
-    """uint8 (3, h, w) -> uint8 (size, size, 3): torchvision's Resize(size) + CenterCrop(size) on a tensor.
+    """uint8 (3, h, w) -> uint8 (size, size, 3): torchvision's Resize(size) + CenterCrop(size) on a tensor
+    (torch's uint8 antialiased kernel: the fast path; see the module for how far it is from PIL's).
 
     ``original`` is the image's size before any reduced-scale decoding (it sets the output geometry)."""
     w, h = resized_size(*original, size)
     # channels-last uint8 is the layout of torch's vectorized antialiased kernel (no float round trip)
     x = x.unsqueeze(0).contiguous(memory_format=torch.channels_last)
     x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-    return x[0, :, top : top + size, left : left + size].permute(1, 2, 0)
+    left, top, right, bottom = crop_box((w, h), size)
+    return x[0, :, top:bottom, left:right].permute(1, 2, 0)
 
 
-def center_crop(path_or_pil: str | Path | bytes | Image.Image, size: int = 256, max_pixels: int | None = 89_478_485) -> np.ndarray:
-    """Smallest side -> ``size``, centre crop ``size``×``size``; uint8 array (size, size, 3)."""
-    x, original = _decode_tensor(path_or_pil, max_pixels, reduce_to=size)
-    return np.ascontiguousarray(resize_center_crop(x, original, size).numpy())
+def center_crop(path_or_pil: str | Path | bytes | Image.Image, size: int = 256, max_pixels: int | None = 89_478_485,
+                fast_decode: bool = False) -> np.ndarray:
+    """Smallest side -> ``size``, centre crop ``size``×``size``; uint8 array (size, size, 3).
+
+    Exactly torchvision's ``CenterCrop(size)(Resize(size)(image.convert("RGB")))`` unless ``fast_decode``:
+    then large JPEGs are decoded at a reduced DCT scale and resized by torch (faster, about a level off on
+    average; see the module)."""
+    if fast_decode:
+        x, original = _decode_tensor(path_or_pil, max_pixels, reduce_to=size)
+        return np.ascontiguousarray(resize_center_crop(x, original, size).numpy())
+    rgb, original = _decode(path_or_pil, max_pixels)
+    resized = resized_size(*original, size)
+    if rgb.size != resized:  # torchvision's Resize: PIL's resize, bilinear (antialiased: PIL always is)
+        rgb = rgb.resize(resized, Image.BILINEAR)
+    return np.array(rgb.crop(crop_box(resized, size)), dtype=np.uint8)
