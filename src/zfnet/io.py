@@ -35,18 +35,23 @@ def _mount_point(path: Path) -> Path:
 
 
 def _is_enospc(err: BaseException) -> bool:
+    """ENOSPC / EDQUOT anywhere in the chain, or the errno-less short write Python's buffered writer
+    reports when the disk fills mid-write ("196608 requested and 50672 written")."""
+    codes = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
     seen: set[int] = set()
     e: BaseException | None = err
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        if isinstance(e, OSError) and (e.errno in codes or (e.errno is None and "requested and" in str(e)
+                                                             and "written" in str(e))):
             return True
         e = e.__cause__ or e.__context__
     return False
 
 
-def _disk_full(path: Path, err: Exception) -> OSError | None:
-    """The ENOSPC error to raise instead of ``err``, or None when the disk is not (nearly) full."""
+def disk_full_error(path: str | Path, err: BaseException) -> OSError | None:
+    """The ENOSPC error naming ``path`` to raise instead of ``err``, or None when ``err`` is no full disk."""
+    path = Path(path)
     try:
         free: int | None = shutil.disk_usage(path.parent).free
     except OSError:
@@ -68,7 +73,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except Exception as err:
-        full = _disk_full(path, err)  # before the temp file goes: it holds the space that ran out
+        full = disk_full_error(path, err)  # before the temp file goes: it holds the space that ran out
         if full is None:
             raise
         raise full from err

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import queue
-import shutil
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from tqdm import tqdm
 
 from zfnet.data import imagenet, shards
 from zfnet.data.preprocess import BadImage, center_crop
-from zfnet.io import atomic_path, write_json
+from zfnet.io import atomic_path, disk_full_error, write_json
 from zfnet.signals import die_with_parent
 from zfnet.signals import install as terminate_gracefully
 
@@ -80,37 +79,18 @@ class ShardJob:
             return False
 
 
-def _mount_point(path: Path) -> Path:
-    path = path.resolve()
-    while not os.path.ismount(path) and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _disk_full(err: OSError) -> bool:
-    """ENOSPC / EDQUOT, or the errno-less short write Python's buffered writer reports when the disk
-    fills mid-write ("196608 requested and 50672 written")."""
-    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return True
-    return err.errno is None and "requested and" in str(err) and "written" in str(err)
-
-
 @contextlib.contextmanager
 def _disk_full_names(path: Path):
-    """Re-raise a full disk while writing ``path`` as ``OSError(ENOSPC, "disk full while writing <path>
-    (N bytes free on <mount>)")`` (the atomic writer has already deleted its temp file)."""
+    """Re-raise a full disk while writing ``path`` as ``OSError(ENOSPC, "disk full while writing <path>:
+    N bytes free on <mount>; ...")`` (the atomic writer has already deleted its temp file)."""
     try:
         yield
-    except OSError as err:
-        if not _disk_full(err):
+    except (OSError, RuntimeError) as err:
+        full = disk_full_error(path, err)
+        if full is None:
             raise
-        mount = _mount_point(path.parent)
-        try:
-            free = f"{shutil.disk_usage(path.parent).free} bytes free on {mount}"
-        except OSError:
-            free = f"free space on {mount} unknown"
-        raise OSError(errno.ENOSPC, f"disk full while writing {path} ({free}); free space or set "
-                                    "prepare.out_dir elsewhere, then rerun: finished shards are kept") from err
+        raise OSError(errno.ENOSPC, f"{full.strerror}; free space or set prepare.out_dir elsewhere, then rerun: "
+                                    "finished shards are kept") from err
 
 
 def run_shard(job: ShardJob) -> tuple[dict, np.ndarray]:
