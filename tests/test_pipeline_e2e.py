@@ -218,16 +218,23 @@ def test_dvc_metrics_and_exp_show_list_the_metrics(pipeline_run):
 
 
 def test_changing_one_variant_reruns_only_that_variant(pipeline_run, tmp_path):
+    """A row's label or paper numbers are table3's alone; a row's model retrains that variant only."""
     work = tmp_path / "repo"  # a copy: the shared pipeline run stays as `dvc repro` left it
     shutil.copytree(pipeline_run[0], work, symlinks=True)
     env = pipeline_env(work, WANDB_MODE="disabled")
     params = work / "params.yaml"
-    text = params.read_text()
-    assert "    row: Removed layer 7\n" in text
-    params.write_text(text.replace("    row: Removed layer 7\n", "    row: Removed layer 7 (renamed)\n"))
-    out = sh(["dvc", "repro"], work, env)
-    ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-    assert ran == ["ablate@alexnet_no_7", "report", "table3"], ran
+
+    def edit_and_repro(old: str, new: str) -> list[str]:
+        text = params.read_text()
+        assert old in text
+        params.write_text(text.replace(old, new))
+        out = sh(["dvc", "repro"], work, env)
+        return sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+
+    assert edit_and_repro("    row: Removed layer 7\n", "    row: Removed layer 7 (renamed)\n") == ["report", "table3"]
+    removed_7 = "    model:\n      name: alexnet\n      remove:\n      - fc7\n  alexnet_no_6_7:"
+    removed_6 = removed_7.replace("- fc7", "- fc6")
+    assert edit_and_repro(removed_7, removed_6) == ["ablate@alexnet_no_7", "report", "table3"]
 
 
 def test_overlap_and_transfer_outputs(pipeline_run):
