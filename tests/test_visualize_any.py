@@ -19,7 +19,7 @@ def test_visualize_runs_on_a_torchvision_model(tmp_path):
             Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(tmp_path / "photos" / c / f"{i}.png")
     cfg = OmegaConf.create({
         "seed": 0, "data": {"resize": 72, "crop": 64}, "prepare": {"out_dir": str(tmp_path / "none")},
-        "train": {"history_path": str(tmp_path / "none.csv")},
+        "train": {"history_path": str(tmp_path / "history.csv")},  # our training's curves: not this model's
         "demo_data": {"out_dir": str(tmp_path / "none")},
         "visualize": {
             "out_dir": str(tmp_path / "figures"), "checkpoint": "unused", "checkpoints_dir": str(tmp_path),
@@ -32,8 +32,10 @@ def test_visualize_runs_on_a_torchvision_model(tmp_path):
             "image_folder": str(tmp_path / "photos"),
         },
     })
+    (tmp_path / "history.csv").write_text("epoch,val_loss\n0,6.9\n")
     figures = run(cfg)
     assert {"filters", "deconv", "occlusion", "invariance"} <= set(figures)
+    assert "training" not in figures
     for paths in figures.values():
         for p in paths:
             with Image.open(p) as im:
