@@ -66,7 +66,9 @@ def test_outputs(pipeline_run):
         assert figures.get(group), group
     assert len([p for p in figures["fig6"] if "filters_" in p]) == 3  # alexnet, zfnet, zfnet without clipping
     boxes = json.loads((work / "reports/figures/occlusion/boxes.json").read_text())
-    assert boxes and all(len(b["box"]) == 4 and isinstance(b["inside_box"], bool) for b in boxes)
+    assert boxes["images"] and all(len(b["box"]) == 4 and isinstance(b["inside"], bool) and 0 <= b["chance"] <= 1
+                                   for b in boxes["images"])
+    assert boxes["summary"]["out_of"] >= 1 and 0 <= boxes["summary"]["p_value"] <= 1
     table1 = (work / "reports/tables/table1_correspondence.md").read_text()
     assert "Right eye" in table1 and "0.067" in table1
 

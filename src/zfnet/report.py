@@ -33,7 +33,12 @@ PAPER_TABLE2 = {
 TABLE_TITLES = {"table1_correspondence": "Table 1: correspondence", "table2_imagenet": "Table 2: ImageNet 2012 classification error",
                 "table3_ablation": "Table 3: architecture ablations", "table4_caltech101": "Table 4: Caltech-101",
                 "table5_caltech256": "Table 5: Caltech-256", "table6_voc2012": "Table 6: PASCAL VOC 2012",
-                "table7_layers": "Table 7: features of one layer"}
+                "table7_layers": "Table 7: features of one layer", "claims": "The paper's claims, tested"}
+# Table 7 (paper.md §5.2): the paper's training images per class
+PAPER_TABLE7_SIZES = {"caltech101": 30, "caltech256": 60}
+# readable headers for columns a table's CSV keeps machine-readable
+COLUMN_LABELS = {"table1_correspondence": {"occlusion": "occluded part", "size": "square (px)", "repeats": "random draws"}}
+VERDICTS = {"holds": "holds", "does not hold": "fails", "not measurable": "unmeasurable"}  # verdict -> CSS class
 # figure groups the visualize stage writes: title and what the paper shows there
 FIGURE_GROUPS = {
     "training": ("Training curves", "Loss and top-1 error per epoch: train, validation centre crop and 10-crop."),
@@ -64,7 +69,13 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
 nav { margin: 1rem 0; padding: 0.5rem 0; border-bottom: 1px solid #ddd; } nav a { margin-right: 1rem; }
 table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
+table.many { font-size: 0.8rem; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
+thead th { vertical-align: bottom; white-space: normal; overflow-wrap: break-word; max-width: 11em; }
+.banner { background: #fff4d6; border: 1px solid #e0c060; padding: 0.6rem 1rem; margin: 0.5rem 0 1rem; }
+.verdict { font-weight: 600; padding: 1px 6px; border-radius: 3px; white-space: nowrap; }
+.holds { background: #d8f0d8; color: #145214; } .fails { background: #f8d7d7; color: #7a1010; }
+.unmeasurable { background: #e8e8e8; color: #444; }
 figure { display: inline-block; margin: 0.5rem; vertical-align: top; }
 figure.key img { max-height: 220px; }
 img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
@@ -72,13 +83,71 @@ img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
 """
 
 
-def _git_revision() -> str:
+def _git(args: Sequence[str], cwd) -> str | None:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev or "unknown") + ("+dirty" if dirty else "")
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=cwd)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _dvc_outputs(top: Path) -> set[str]:
+    """The paths the pipeline's stages write (``outs`` of ``dvc.lock``), relative to the repository root."""
+    import yaml
+
+    try:
+        lock = yaml.safe_load((top / "dvc.lock").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
+    return {str(Path(o["path"]).as_posix()).rstrip("/") for stage in (lock.get("stages") or {}).values()
+            if isinstance(stage, dict) for o in stage.get("outs") or [] if isinstance(o, dict) and o.get("path")}
+
+
+def _flat(tree, prefix: str = "") -> dict[str, object]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}.{key}" if prefix else str(key)).items()}
+
+
+def git_state(cwd: str | Path | None = None) -> dict[str, str]:
+    """``git revision``: the short commit, ``+dirty`` (naming the files) only when tracked files other than
+    what the pipeline writes differ from it; the pipeline's own writes are not source changes: ``dvc.lock``,
+    the ``.gitignore`` files DVC keeps, the stages' outputs, and ``params.yaml``, which ``dvc exp run -S``
+    rewrites: when it differs from the commit, ``experiment params`` names the changed keys."""
+    import yaml
+
+    rev = (_git(["rev-parse", "--short", "HEAD"], cwd) or "").strip()
+    top = (_git(["rev-parse", "--show-toplevel"], cwd) or "").strip()
+    if not rev or not top:
+        return {"git revision": "unknown (not a git checkout with a commit)"}
+    entries = (_git(["status", "--porcelain=v1", "-z", "--untracked-files=no"], cwd) or "").split("\0")
+    changed, skip = [], False
+    for entry in entries:
+        if skip or len(entry) < 4:
+            skip = False
+            continue
+        changed.append(entry[3:])
+        skip = "R" in entry[:2] or "C" in entry[:2]  # a rename's or copy's next entry is its old path
+    outs = _dvc_outputs(Path(top))
+
+    def written_by_pipeline(path: str) -> bool:
+        return (path == "dvc.lock" or Path(path).name == ".gitignore"
+                or any(path == o or path.startswith(o + "/") for o in outs))
+
+    dirty = [p for p in changed if p != "params.yaml" and not written_by_pipeline(p)]
+    state = {"git revision": rev + (f"+dirty ({', '.join(dirty[:5])}{', …' if len(dirty) > 5 else ''} differ from "
+                                    f"the commit)" if dirty else "")}
+    if "params.yaml" in changed:
+        try:
+            before = _flat(yaml.safe_load(_git(["show", "HEAD:params.yaml"], top) or "") or {})
+            now = _flat(yaml.safe_load((Path(top) / "params.yaml").read_text()) or {})
+            keys = sorted(k for k in before.keys() | now.keys() if before.get(k, "<unset>") != now.get(k, "<unset>"))
+            what = ", ".join(f"{k}={now.get(k, '<unset>')}" for k in keys[:12]) + (", …" if len(keys) > 12 else "")
+        except (OSError, yaml.YAMLError):
+            what = ""
+        state["experiment params"] = (f"params.yaml differs from {rev} (an experiment, e.g. dvc exp run -S)"
+                                      + (f": {what}" if what else ""))
+    return state
 
 
 def _read_json(path: Path) -> dict | None:
@@ -147,7 +216,7 @@ def provenance(cfg) -> dict[str, str]:
     """Git revision, profile, model, W&B group, data and dataset sizes of this run."""
     from zfnet.tracking import group_name
 
-    prov = {"git revision": _git_revision(), "profile": str(cfg.get("profile")), "model": str(cfg.model.name),
+    prov = {**git_state(), "profile": str(cfg.get("profile")), "model": str(cfg.model.name),
             "W&B group": group_name(cfg), "ImageNet root": str(cfg.data.imagenet_root)}
     stats = _read_json(Path(cfg.prepare.out_dir) / "stats.json")
     for split, s in (stats or {}).items():
@@ -192,8 +261,126 @@ def _section(title: str, body: str, anchor: str | None = None) -> str:
     return f"<section{ident}><h2>{html.escape(title)}</h2>{body}</section>"
 
 
-def _frame_html(frame: pd.DataFrame) -> str:
-    return f'<div class="wide">{frame.to_html(index=False, na_rep="–", border=0)}</div>'
+def _label(column: str, ours_and_paper: bool) -> str:
+    """A snake_case column as a header: ``paper_delta_layer5`` -> "Δ layer 5 (paper)"."""
+    paper = column.startswith("paper_")
+    text = re.sub(r"layer(\d+)", r"layer \1", column[len("paper_"):] if paper else column)
+    text = re.sub(r"\bdelta\b", "Δ", text.replace("_", " "))
+    return f"{text} ({'paper' if paper else 'ours'})" if ours_and_paper else text
+
+
+def display_frame(frame: pd.DataFrame, stem: str = "") -> pd.DataFrame:
+    """A table as a reader sees it: ``<x>_mean`` / ``<x>_std`` pairs as one "mean ± std" column, snake_case
+    columns as words ("Δ layer 5 (ours)" beside "Δ layer 5 (paper)"), a table's own labels (COLUMN_LABELS).
+    The CSV keeps its machine-readable columns (W&B logs those)."""
+    pairs = [c[: -len("_mean")] for c in frame.columns if c.endswith("_mean") and f"{c[: -len('_mean')]}_std" in frame]
+    out = pd.DataFrame(index=frame.index)
+    labels = COLUMN_LABELS.get(stem, {})
+    for col in frame.columns:
+        base = col[: -len("_mean")] if col.endswith("_mean") else col[: -len("_std")] if col.endswith("_std") else None
+        if base in pairs and col.endswith("_std"):
+            continue
+        key = base if base in pairs else col
+        both = f"paper_{key}" in frame or f"paper_{key}_mean" in frame or key.startswith("paper_")
+        name = labels.get(key) or (_label(key, both) if "_" in key or both else key)
+        if base in pairs:
+            out[name] = [f"{m:.3f} ± {d:.3f}" if pd.notna(m) else "–" for m, d in zip(frame[col], frame[f"{base}_std"])]
+        else:
+            out[name] = frame[col]
+    order = []  # ours beside the paper's
+    for name in out.columns:
+        if name not in order:
+            order.append(name)
+            if name.endswith(" (ours)") and (paper := name[: -len("(ours)")] + "(paper)") in out:
+                order.append(paper)
+    return out[order]
+
+
+def _frame_html(frame: pd.DataFrame, stem: str = "") -> str:
+    frame = display_frame(frame, stem)
+    classes = ["many"] if len(frame.columns) > 6 else []
+    return f'<div class="wide">{frame.to_html(index=False, na_rep="–", border=0, classes=classes)}</div>'
+
+
+def _claims_html(frame: pd.DataFrame, targets: Mapping[str, tuple[str, str]]) -> str:
+    """The claims table: verdict coloured, ``figure`` (a figure group or a table's stem) linking to the group's
+    page or the table's anchor (``targets``: name -> (href, title)); a name with neither stays text."""
+    cols = [c for c in ("claim", "statistic", "ours", "paper", "verdict", "reason", "figure") if c in frame]
+    cols += [c for c in frame.columns if c not in cols]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    rows = []
+    for _, r in frame.iterrows():
+        cells = []
+        for c in cols:
+            value = "–" if pd.isna(r[c]) else str(r[c])
+            cell = html.escape(value)
+            if c == "verdict":
+                cell = f'<span class="verdict {VERDICTS.get(value.strip().lower(), "unmeasurable")}">{cell}</span>'
+            elif c == "figure" and value.strip() in targets:
+                href, title = targets[value.strip()]
+                cell = f'<a href="{html.escape(href)}">{html.escape(title)}</a>'
+            cells.append(f"<td>{cell}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def demo_banner(cfg) -> str:
+    """A line under the title when the run is on the synthetic demo data: what data, how much."""
+    profile = str(cfg.get("profile"))
+    demo = _read_json(Path(cfg.demo_data.out_dir) / "summary.json") if cfg.get("demo_data") else None
+    on_demo = bool(cfg.get("demo_data")) and str(cfg.data.imagenet_root).startswith(str(cfg.demo_data.out_dir))
+    if not on_demo and profile not in ("demo", "tiny"):
+        return ""
+    parts = []
+    for name, label in (("imagenet", "ImageNet-like"), ("caltech101", "Caltech-101"), ("caltech256", "Caltech-256"),
+                        ("voc", "VOC")):
+        d = (demo or {}).get(name) if on_demo else None
+        if isinstance(d, dict):
+            sizes = [f"{d['classes']} classes"] if "classes" in d else []
+            split = f"{d['train']} train + {d['val']} val" if "train" in d and "val" in d else ""
+            sizes += [f"{d['images']} images" + (f" ({split})" if split else "") if "images" in d else f"{split} images"]
+            parts.append(f"{label}: {', '.join(sizes)}")
+    what = ("Synthetic demo data" if on_demo else "Reduced data") + f" (profile {profile})"
+    return (f'<p class="banner"><strong>{html.escape(what)}</strong>' + (": " + html.escape("; ".join(parts)) if parts else "")
+            + ". The numbers below check the pipeline, not the paper's results: the paper's are beside ours for "
+              "their layout, not for comparison.</p>")
+
+
+def table_note(stem: str, cfg) -> str:
+    """What a reader must know to compare a table with the paper's (e.g. Table 7's training sizes)."""
+    t = cfg.get("transfer")
+    if stem == "table7_layers" and t is not None and t.get("table7") is not None:
+        ours = {name: int(t.table7[name]) for name in PAPER_TABLE7_SIZES if t.table7.get(name) is not None}
+        text = "Training images per class: ours " + ", ".join(f"{n} ({name})" for name, n in ours.items()) + \
+            "; the paper's " + ", ".join(f"{n} ({name})" for name, n in PAPER_TABLE7_SIZES.items()) + "."
+        if any(ours.get(k) != v for k, v in PAPER_TABLE7_SIZES.items()):
+            text += " The sizes differ: accuracies at other training sizes are not directly comparable."
+        return f'<p class="note">{html.escape(text)}</p>'
+    return ""
+
+
+def occlusion_text(boxes) -> str:
+    """The occlusion page's sentence on ``boxes.json``: minimum inside the box, against chance."""
+    if isinstance(boxes, list):  # the format before the chance statistic
+        boxes = {"images": boxes, "summary": {}}
+    s = boxes.get("summary") or {}
+    if not s.get("out_of"):
+        return ""
+    p = s.get("p_value")
+    verdict = ("" if p is None else " — more often than chance" if p < 0.05 else
+               " — not distinguishable from chance at these numbers")
+    text = (f"Minimum of p(true class) inside the object's box for {s['inside']} of {s['out_of']} {s['counted']} "
+            f"images; a random position would fall inside with probability {s['mean_chance']:.2f} on average "
+            f"(expected {s['expected_inside']:.1f} of {s['out_of']}; p = {p:.2g}, one-sided, Poisson-binomial){verdict}. "
+            f"Box from the demo's ground truth, in input coordinates.")
+    drops = [r["unoccluded_prob"] - r["min_prob"] for r in boxes.get("images") or []
+             if "unoccluded_prob" in r and "min_prob" in r]
+    if drops and max(drops) < 0.01:
+        text += (f" The square lowers p(true class) by at most {max(drops):.2g}: where the minimum falls says "
+                 f"little with a model this insensitive.")
+    if s.get("note"):
+        text += f" Images: {s['note']}."
+    return f"<p>{html.escape(text)}</p>"
 
 
 def _figure(path: Path, page_dir: Path, caption: str, link: str | None = None, cls: str = "") -> str:
@@ -204,10 +391,11 @@ def _figure(path: Path, page_dir: Path, caption: str, link: str | None = None, c
     return f"<figure{klass}>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-def _page(title: str, body: str, nav: str) -> str:
+def _page(title: str, body: str, nav: str, banner: str = "") -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
+{banner}
 <nav>{nav}</nav>
 {body}
 </body></html>
@@ -228,6 +416,7 @@ def write_report(cfg) -> Path:
     found_tables = tables(cfg)
     groups = all_figure_groups(cfg)
     page_names = {group: f"{_slug(group)}.html" for group in groups}
+    banner = demo_banner(cfg)
 
     # one page per figure group
     written = set()
@@ -237,28 +426,36 @@ def write_report(cfg) -> Path:
         body.append("".join(_figure(p, pages_dir, p.stem) for p in paths))
         boxes = _read_json(figures_dir / "occlusion" / "boxes.json") if group == "occlusion" else None
         if boxes:
-            frame = pd.DataFrame(boxes)
-            body.append(_section("Where the correct-class probability drops most",
-                                 f"<p>Minimum of p(correct class) inside the object's box for {int(frame.inside_box.sum())} of "
-                                 f"{len(frame)} images (box from the demo's ground truth, in input coordinates).</p>"
-                                 + _frame_html(frame)))
+            rows = pd.DataFrame(boxes if isinstance(boxes, list) else boxes.get("images") or [])
+            first = [c for c in ("image", "label", "predicted", "correct", "inside", "chance", "min_prob",
+                                 "unoccluded_prob", "min_prob_centre", "box") if c in rows]
+            rows = rows[first + [c for c in rows.columns if c not in first]]
+            body.append(_section("Where the true-class probability drops most",
+                                 occlusion_text(boxes) + (_frame_html(rows) if len(rows) else "")))
         nav = f'<a href="{_href(out, pages_dir)}">← report</a>' + "".join(
             f'<a href="{html.escape(page_names[g])}">{html.escape(g)}</a>' for g in groups if g != group)
-        written.add(write_text(pages_dir / page_names[group], _page(f"{heading}", "".join(body), nav)).name)
+        written.add(write_text(pages_dir / page_names[group], _page(f"{heading}", "".join(body), nav, banner)).name)
     if pages_dir.is_dir():
         for stale in pages_dir.glob("*.html"):
             if stale.name not in written:
                 stale.unlink()
 
-    # the index: key figures, tables, provenance
+    # the index: the claims, key figures, tables, provenance
     sections = []
     metrics = train_metrics(cfg)
+    claims = found_tables.pop("claims", None)
+    if claims is not None:
+        targets = {**{g: (_href(pages_dir / name, root), _group_title(g)[0]) for g, name in page_names.items()},
+                   **{stem: (f"#{stem}", TABLE_TITLES.get(stem, stem)) for stem in found_tables}}
+        links = [claims[0]] + [p for p in [claims[0].with_suffix(".md")] if p.is_file()]
+        sections.append(_section(TABLE_TITLES["claims"], _claims_html(claims[1], targets) + "<p>" + " · ".join(
+            f'<a href="{_href(p, root)}">{html.escape(p.name)}</a>' for p in links) + "</p>", "claims"))
     if groups:
         keys = "".join(_figure(paths[0], root, f"{_group_title(g)[0]} ({len(paths)} figure{'s' if len(paths) > 1 else ''})",
                                link=_href(pages_dir / page_names[g], root), cls="key") for g, paths in groups.items())
         sections.append(_section("Figures", "<p>The first figure of each group; click for all of them.</p>" + keys, "figures"))
     for stem, (path, frame) in found_tables.items():
-        body = _frame_html(frame)
+        body = table_note(stem, cfg) + _frame_html(frame, stem)
         if stem == "table2_imagenet" and metrics:
             body += (f"<p>{metrics['epochs']} epochs, {metrics['num_classes']} classes, "
                      f"{metrics['train_seconds']} s of training.</p>")
@@ -278,10 +475,11 @@ def write_report(cfg) -> Path:
                              "provenance"))
 
     nav = "".join(f'<a href="#{html.escape(a)}">{html.escape(t)}</a>' for a, t in
-                  [("figures", "figures")] * bool(groups) + [(s, s.split("_")[0]) for s in found_tables] + [("provenance", "provenance")])
+                  [("claims", "claims")] * (claims is not None) + [("figures", "figures")] * bool(groups)
+                  + [(s, s.split("_")[0]) for s in found_tables] + [("provenance", "provenance")])
     intro = ("<p>Zeiler &amp; Fergus, <em>Visualizing and Understanding Convolutional Networks</em>, ECCV 2014: "
              "every figure and table this pipeline run produced, the paper's numbers beside ours.</p>")
-    return write_text(out, _page(title, intro + "".join(sections), nav))
+    return write_text(out, _page(title, intro + "".join(sections), nav, banner))
 
 
 # --- W&B summary run -------------------------------------------------------------------------------

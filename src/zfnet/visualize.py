@@ -47,14 +47,21 @@ def network_inputs(prepared_dir: Path, crop: int, n: int) -> tuple[torch.Tensor,
     return _centre(x, crop), torch.tensor(labels), _centre(mean, crop), paths
 
 
-def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str]) -> list[dict]:
-    """Where each image's probability minimum falls relative to its object box (from ground truth)."""
+def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str], note: str = "") -> dict:
+    """Where each image's probability minimum falls relative to its object box (from ground truth), against
+    chance: ``{"images": [...], "summary": {...}}``, or ``{}`` without ground truth.
+
+    Per image: ``inside`` (the true-class probability's minimum lies inside the box), ``chance`` (the
+    fraction of the square's positions whose centre falls in the box: where a random position would land),
+    ``label``, ``predicted`` (the model's top-1 on the unoccluded image), ``correct``. The summary counts the
+    correctly classified images (all of them when none is), with the count expected by chance and the
+    one-sided Poisson-binomial p-value P(inside count >= observed) under random positions."""
     from zfnet.data.groundtruth import boxes, imagenet_table
 
     try:
         table = imagenet_table(cfg.demo_data.out_dir)
     except FileNotFoundError:
-        return []
+        return {}
     root = Path(cfg.demo_data.out_dir).resolve()
     by_path = {str((root / p).resolve()): row for p, row in zip(table.path, table.itertuples(index=False))}
     rows = []
@@ -63,13 +70,30 @@ def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str]) -> list[dict]:
         if row is None:
             continue
         box = boxes(pd.DataFrame([row]), int(cfg.data.resize), int(cfg.data.crop))[0]
-        iy, ix = np.unravel_index(int(torch.as_tensor(m["prob"]).argmin()), tuple(m["prob"].shape))
-        cy, cx = float(m["ys"][iy]) + m["size"] / 2, float(m["xs"][ix]) + m["size"] / 2
-        rows.append({"image": Path(path).name, "box": [round(float(v), 1) for v in box],
-                     "min_prob_centre": [cx, cy], "min_prob": float(torch.as_tensor(m["prob"]).min()),
-                     "unoccluded_prob": float(m["unoccluded"]["prob"]),
-                     "inside_box": bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3])})
-    return rows
+        prob = torch.as_tensor(m["prob"])
+        cys = np.asarray(m["ys"], float) + m["size"] / 2  # the square's centres
+        cxs = np.asarray(m["xs"], float) + m["size"] / 2
+        iy, ix = np.unravel_index(int(prob.argmin()), tuple(prob.shape))
+        cy, cx = float(cys[iy]), float(cxs[ix])
+        chance = float(((box[1] <= cys) & (cys <= box[3])).mean() * ((box[0] <= cxs) & (cxs <= box[2])).mean())
+        label, predicted = int(m["target"]), int(m["unoccluded"]["top_class"])
+        rows.append({"image": Path(path).name, "label": label, "predicted": predicted, "correct": predicted == label,
+                     "box": [round(float(v), 1) for v in box], "min_prob_centre": [cx, cy],
+                     "min_prob": float(prob.min()), "unoccluded_prob": float(m["unoccluded"]["prob"]),
+                     "inside": bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3]), "chance": round(chance, 4)})
+    counted = [r for r in rows if r["correct"]] or rows
+    dist = np.ones(1)  # Poisson-binomial distribution of the inside count under chance, by convolution
+    for r in counted:
+        dist = np.convolve(dist, [1 - r["chance"], r["chance"]])
+    inside = sum(r["inside"] for r in counted)
+    summary = {"images": len(rows), "correct": sum(r["correct"] for r in rows),
+               "counted": "correctly classified" if any(r["correct"] for r in rows) else "all (none classified correctly)",
+               "inside": inside, "out_of": len(counted),
+               "expected_inside": round(sum(r["chance"] for r in counted), 3),
+               "mean_chance": round(float(np.mean([r["chance"] for r in counted])), 3) if counted else None,
+               "p_value": round(float(min(1.0, dist[inside:].sum())), 4) if counted else None,
+               "note": note}
+    return {"images": rows, "summary": summary}
 
 
 def part_images(cfg, mean_full: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]] | None:
@@ -169,12 +193,13 @@ def run(cfg) -> dict[str, list[str]]:
     folder = v.get("image_folder")
     if folder:
         images, labels, mean, paths, names = folder_inputs(cfg, folder, int(v.images))
-        classes = {"names": names} if not classes["names"] else classes
+        if v.get("model") or not classes["names"]:  # a user's model: its classes are the folder's, in order
+            classes = {"names": names}
     model, arch = build_model(v, len(classes["names"]) or 1000)
     layers = list(v.get("layers") or figures_deconv.DEFAULT_LAYERS)
     own = not v.get("layers")  # our model: the paper's layers; otherwise the given paths
     figures: dict[str, list[str]] = {"filters": [str(save_filters(model, out / "filters" / f"conv1_{arch}.png"))]}
-    if Path(cfg.train.history_path).is_file():
+    if not v.get("model") and Path(cfg.train.history_path).is_file():  # our training's curves, not a user's model's
         figures["training"] = [str(plot_history(cfg.train.history_path, out / "training" / "curves.png"))]
 
     if not folder:
@@ -191,10 +216,25 @@ def run(cfg) -> dict[str, list[str]]:
     occ = {k: val for k, val in dict(v.occlusion).items() if k != "images" and val is not None}
     if not own:
         occ["layer"] = layers[-1]
+    # Fig. 7 as in the paper: images the model classifies correctly, chosen by its own top-1 prediction
+    from zfnet.analysis._hooks import dtype_device, eval_mode
+
+    n_occ, (dtype, device) = int(v.occlusion.images), dtype_device(model)
+    with torch.no_grad(), eval_mode(model):
+        predicted = torch.cat([model(b.to(device, dtype)).argmax(1).cpu() for b in images.split(32)])
+    correct = (predicted == labels).nonzero().flatten().tolist()
+    chosen = correct[:n_occ] or list(range(min(n_occ, len(images))))
+    occ_note = (f"the first {len(chosen)} of the {len(images)} images searched that the model classifies correctly"
+                if len(chosen) == n_occ and correct else
+                f"only {len(correct)} of the {len(images)} images searched are classified correctly (configured: {n_occ})"
+                + ("" if correct else f"; showing the first {len(chosen)}, misclassified"))
+    occ_sens = figures_sensitivity.export(
+        model, images[chosen], labels[chosen], out, class_names=classes["names"], occlusion=occ, invariance=False,
+        image_names=[f"{i:03d}" for i in chosen], mean=mean)
+    figures.update(occ_sens.figures)
     sens = figures_sensitivity.export(
-        model, images[: max(int(v.occlusion.images), int(v.invariance.images))],
-        labels[: max(int(v.occlusion.images), int(v.invariance.images))], out,
-        class_names=classes["names"], occlusion={**occ, "max_images": int(v.occlusion.images)},
+        model, images[: int(v.invariance.images)], labels[: int(v.invariance.images)], out,
+        class_names=classes["names"], occlusion=False,
         invariance={"max_images": int(v.invariance.images), **({} if own else {"layers": [layers[0], layers[-1]]})},
         correspondence_images=parts[0] if parts else None, landmarks=parts[1] if parts else None,
         correspondence={k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None},
@@ -202,14 +242,15 @@ def run(cfg) -> dict[str, list[str]]:
     figures.update(sens.figures)
     if "invariance" in sens.tables and v.get("curves_dir"):
         write_invariance_curves(sens.tables["invariance"], v.curves_dir)
-    summary = occlusion_vs_boxes(cfg, list(sens.maps), paths)
+    summary = occlusion_vs_boxes(cfg, list(occ_sens.maps), [paths[i] for i in chosen], note=occ_note)
     write_json(out / "occlusion" / "boxes.json", summary)
 
     # Fig. 6: layer 1 and 2 of Krizhevsky's model and ours (the Table 3 baselines: same data, epochs and
     # width), and ours trained without RMS clipping
     fig6_models = {label: load_model(p) for label, p in (("alexnet", v.fig6.alexnet), ("zfnet", v.fig6.zfnet),
-                                                       ("zfnet, no RMS clipping", v.fig6.zfnet_noclip)) if Path(p).is_file()}
-    if fig6_models and own:
+                                                       ("zfnet, no RMS clipping", v.fig6.zfnet_noclip))
+                   if own and not v.get("model") and Path(p).is_file()}
+    if fig6_models:
         figures["fig6"] = figures_deconv.fig6(fig6_models, images, out, seed=int(cfg.seed))
     write_json(out / "index.json", figures)
     return figures

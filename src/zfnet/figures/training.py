@@ -22,8 +22,10 @@ def plot_history(history_csv: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for col, label in (("train_loss_epoch", "train"), ("val_loss", "val (centre crop)")):
-        if col in df:
+    # the history's column per curve: ``train_loss`` (older histories: ``train_loss_epoch``)
+    for cols, label in ((("train_loss", "train_loss_epoch"), "train"), (("val_loss",), "val (centre crop)")):
+        col = next((c for c in cols if c in df and df[c].notna().any()), None)
+        if col is not None:
             ax1.plot(df.epoch, df[col], marker="o", label=label)
     ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     for col, label in (("train_top1_error", "train"), ("val_top1_error", "val centre crop"), ("val_10crop_top1_error", "val 10-crop")):
