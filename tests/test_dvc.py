@@ -147,6 +147,7 @@ READS = {
     "table3": ["ablation"],
     "transfer": ["transfer", "data.resize", "data.crop", "model"],
     "visualize": ["visualize", "data.resize", "data.crop", "seed"],
+    "claims": ["claims", "data.crop", "seed"],
     "report": ["report", "profile", "model.name", "data.imagenet_root", "overlap.remove"],
 }
 _TRAINING_NOT_READ = {

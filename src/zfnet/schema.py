@@ -450,6 +450,89 @@ class Transfer:
 
 
 @dataclass
+class ClaimsEvolution:
+    fraction: float = v(check=gt(0))
+    early: List[str] = v(check=nonempty())
+    late: str = v()
+
+
+@dataclass
+class ClaimsInvariance:
+    margin: float = v(check=ge(0))
+    linear_r2: float = v(check=between(0, 1))
+    rotation_drop: float = v(check=between(0, 1))
+    min_over_uniform: float = v(check=ge(0))
+
+
+@dataclass
+class ClaimsFilters:
+    rms_limit: Optional[float] = v(check=gt(0))
+    rms_tolerance: float = v(check=ge(0))
+    dominance_ratio: float = v(check=ge(1))
+    dead_fraction: float = v(check=between(0, 1))
+    bands: List[float] = v(check=length(2, each(between(0, 1))))
+
+
+@dataclass
+class ClaimsOcclusion:
+    min_images: int = v(check=ge(1))
+    alpha: float = v(check=between(0, 1, lo_open=True))
+
+
+@dataclass
+class ClaimsCorrespondence:
+    z: float = v(check=ge(0))
+
+
+@dataclass
+class ClaimsTable3:
+    little: float = v(check=ge(0))
+    much_more: float = v(check=ge(0))
+    chance_margin: float = v(check=ge(0))
+
+
+@dataclass
+class ClaimsTransfer:
+    depth_rho: float = v(check=between(-1, 1))
+
+
+@dataclass
+class ClaimsGrouping:
+    layers: List[str] = v(check=nonempty())
+    high_layers: List[str] = v(check=nonempty())
+    maps_per_layer: int = v(check=ge(1))
+    k: int = v(check=ge(2))
+    images: int = v(check=ge(2))
+    draws: int = v(check=ge(1))
+
+
+@dataclass
+class Claims:
+    """The claims stage (zfnet.claims): where the pipeline's outputs are and the tolerances of each verdict."""
+    metrics_path: str = v()
+    table: str = v()
+    checkpoints_dir: str = v()
+    model: str = v()
+    prepared_dir: str = v()
+    curves_dir: str = v()
+    occlusion_boxes: str = v()
+    tables_dir: str = v()
+    train_metrics: str = v()
+    ablation_metrics: str = v()
+    alexnet: str = v()
+    zfnet: str = v()
+    zfnet_noclip: str = v()
+    evolution: ClaimsEvolution = group(ClaimsEvolution)
+    invariance: ClaimsInvariance = group(ClaimsInvariance)
+    filters: ClaimsFilters = group(ClaimsFilters)
+    occlusion: ClaimsOcclusion = group(ClaimsOcclusion)
+    correspondence: ClaimsCorrespondence = group(ClaimsCorrespondence)
+    table3: ClaimsTable3 = group(ClaimsTable3)
+    transfer: ClaimsTransfer = group(ClaimsTransfer)
+    grouping: ClaimsGrouping = group(ClaimsGrouping)
+
+
+@dataclass
 class Config:
     """The composed config (``conf/config.yaml`` + a profile; ``params.yaml``)."""
 
@@ -466,6 +549,7 @@ class Config:
     table3: Table3 = group(Table3)
     overlap: Overlap = group(Overlap)
     transfer: Transfer = group(Transfer)
+    claims: Claims = group(Claims)
     seed: int = v(check=ge(0))
     profile: str = v()
 

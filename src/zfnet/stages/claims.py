@@ -1,0 +1,29 @@
+"""DVC stage `claims`: see ``run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from zfnet.schema import validate
+from zfnet.tracking import start_run
+
+
+def run(cfg: DictConfig) -> Path:
+    """Every claim of the paper as a statistic of the pipeline's outputs: metrics/claims.json,
+    reports/tables/claims.{csv,md} and the W&B table ``claims``. Returns the CSV's path."""
+    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
+    from zfnet.claims.collect import evaluate, metrics, table
+    from zfnet.io import write_json
+    from zfnet.tables import write_table
+
+    c = OmegaConf.to_container(cfg.claims, resolve=True)
+    claims = evaluate(c, crop=int(cfg.data.crop) if cfg.get("data") else None, seed=int(cfg.get("seed", 0)))
+    frame = table(claims)
+    write_json(cfg.claims.metrics_path, metrics(claims))
+    csv_path, _ = write_table(frame, cfg.claims.table)
+    with start_run(cfg, "claims") as tracker:
+        tracker.table("claims", frame)
+        tracker.summary({f"claims/{x.id}": {"holds": 1, "does not hold": 0}.get(x.verdict, -1) for x in claims})
+    return csv_path

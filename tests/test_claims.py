@@ -1,0 +1,399 @@
+"""The claims: each statistic on constructed inputs whose answer is known, each verdict both ways, and a
+missing input giving "not measurable" with its reason (never a crash)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from conftest import REPO
+from zfnet.claims import FAILS, HOLDS, NA
+from zfnet.claims import statistics as st
+from zfnet.claims import verdicts as vd
+from zfnet.claims.collect import evaluate, layer_weights, metrics, table, top9_similarity
+
+P = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "claims" / "default.yaml"))  # unresolved: no ${...} read
+FILTERS = {**P["filters"], "rms_limit": 0.1}
+
+
+def _by_id(claims):
+    return {c.id: c for c in claims}
+
+
+# ------------------------------------------------------------------------------- 1: layers settle (Fig. 4)
+def _weights(stop: dict[str, int], epochs=(1, 2, 5, 10, 15), seed=0) -> dict[int, dict[str, torch.Tensor]]:
+    """Each layer drifts by a fixed random step per epoch until its ``stop`` epoch, then stays."""
+    g = torch.Generator().manual_seed(seed)
+    w0 = {l: torch.randn(200, generator=g) for l in stop}
+    step = {l: 0.1 * torch.randn(200, generator=g) for l in stop}
+    return {e: {l: w0[l] + step[l] * min(e, stop[l]) for l in stop} for e in epochs}
+
+
+def test_convergence_epochs_are_the_planted_ones():
+    w = _weights({"conv1": 2, "conv2": 5, "conv5": 10})
+    conv = st.convergence_epochs(st.relative_changes(w), 0.25)
+    assert conv == {"conv1": 2, "conv2": 5, "conv5": 10}
+    still = _weights({"conv1": 2, "conv5": 99})
+    assert st.convergence_epochs(st.relative_changes(still), 0.25)["conv5"] is None  # still moving at the end
+
+
+def test_relative_change_is_per_epoch_of_the_gap():
+    w = {1: {"a": torch.ones(4)}, 3: {"a": torch.full((4,), 3.0)}}  # |3-1| * 2 / 2 / 2 epochs = 1 per epoch
+    assert st.relative_changes(w)["change"].tolist() == pytest.approx([1.0])
+
+
+def test_evolution_verdicts():
+    p = P["evolution"]
+    assert vd.evolution(_weights({"conv1": 2, "conv2": 2, "conv5": 10}), p).verdict == HOLDS
+    c = vd.evolution(_weights({"conv1": 10, "conv2": 2, "conv5": 5}), p)
+    assert c.verdict == FAILS and c.value == -5  # conv5 (5) settles before conv1 (10)
+    assert vd.evolution(_weights({"conv1": 99, "conv2": 99, "conv5": 99}), p).verdict == NA  # nothing settles
+    short = vd.evolution(_weights({"conv1": 2, "conv2": 2, "conv5": 5}, epochs=(1, 2)), p)
+    assert short.verdict == NA and "2 saved checkpoint" in short.reason
+
+
+def test_evolution_from_checkpoint_files(tmp_path):
+    """The real reading path: model.pt-format files named epoch=NN.ckpt, layers frozen at known epochs."""
+    from zfnet.models import build
+    from zfnet.models.weights import export_model
+
+    torch.manual_seed(0)
+    model = build("zfnet", 3, width=0.125, input_size=64)
+    drift = {n: 0.01 * p.detach().std() * torch.randn_like(p) for n, p in model.named_parameters()}  # 1% per epoch
+    stop = {"conv1": 2, "conv2": 2, "conv3": 5, "conv4": 5, "conv5": 10, "fc6": 10, "fc7": 10, "fc8": 10}
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for e in (1, 2, 5, 10, 15):
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(base[n] + drift[n] * min(e, stop[n.split(".")[0]]))
+        export_model(model, tmp_path / f"epoch={e:02d}.ckpt")
+    claims = _by_id(evaluate(_inputs(tmp_path, checkpoints_dir=tmp_path)))
+    assert claims["evolution"].verdict == HOLDS, claims["evolution"]
+    assert "conv1 2" in claims["evolution"].ours and "conv5 10" in claims["evolution"].ours
+    assert set(layer_weights(model)) == {"conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"}
+
+
+# ------------------------------------------------------------------------------- 2: invariance (Fig. 5)
+class Toy(nn.Module):
+    """conv1: the image itself (a shifted blob soon shares no pixel with the original: a jump); fc7: the
+    blob's centroid (exactly linear in translation and scale); pool: the image's total (exactly invariant
+    to translation while the blob stays inside)."""
+
+    class Centroid(nn.Module):
+        def forward(self, x):
+            i = x.clamp_min(0).sum(1)
+            ys = torch.arange(i.shape[1], dtype=x.dtype)[:, None]
+            xs = torch.arange(i.shape[2], dtype=x.dtype)[None, :]
+            m = i.sum((1, 2))
+            return torch.stack([(i * ys).sum((1, 2)) / m, (i * xs).sum((1, 2)) / m], 1)
+
+    class Total(nn.Module):
+        def forward(self, x):
+            return torch.round(x.sum((1, 2, 3)) * 100)[:, None] / 100  # float rounding of the resampling removed
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.fc7, self.pool = nn.Identity(), Toy.Centroid(), Toy.Total()
+
+    def forward(self, x):
+        h = self.conv1(x)
+        return torch.cat([self.fc7(h), self.pool(h) * 0], 1)  # (B, 3) logits
+
+
+def _toy_curves(layers):
+    from zfnet.analysis.invariance import invariance_sweep, mean_curves
+
+    img = torch.zeros(1, 3, 48, 48)
+    img[:, :, 16:20, 18:22] = 1.0  # an off-centre blob: its centroid moves linearly under scaling too
+    df = invariance_sweep(Toy(), img, [0], {"translate": range(-10, 11, 2), "scale": [1 + 0.1 * i for i in range(9)],
+                                            "rotate": range(0, 360, 30)}, layers=layers)
+    return mean_curves(df)
+
+
+def test_layer1_jumps_layer7_linear_on_a_known_extractor():
+    curves = _toy_curves(("conv1", "fc7"))
+    x, d = st.sweep_curve(curves["translate"], "distance_fc7", 0.0)
+    assert d == pytest.approx(x, abs=1e-4)  # the centroid moves exactly with the translation
+    c = _by_id(vd.invariance(curves, P["invariance"]))
+    assert c["invariance_lower_vs_upper"].verdict == HOLDS, c["invariance_lower_vs_upper"]
+    assert c["invariance_upper_linear"].verdict == HOLDS and c["invariance_upper_linear"].value > 0.99
+    swapped = {k: f.rename(columns={"distance_conv1": "distance_fc7", "distance_fc7": "distance_conv1"})
+               [["amount", "distance_conv1", "distance_fc7", "p_true", "images"]] for k, f in curves.items()}
+    c = _by_id(vd.invariance(swapped, P["invariance"]))
+    assert c["invariance_lower_vs_upper"].verdict == FAILS  # now the lower layer is the linear one
+    assert c["invariance_upper_linear"].verdict == FAILS  # and the upper one jumps
+
+
+def test_an_exactly_invariant_upper_layer_counts_as_changing_least():
+    curves = _toy_curves(("conv1", "pool"))
+    assert curves["translate"]["distance_pool"].abs().max() == 0
+    assert st.normalized_auc(*st.sweep_curve(curves["translate"], "distance_pool", 0.0)) == 0.0
+    assert _by_id(vd.invariance(curves, P["invariance"]))["invariance_lower_vs_upper"].verdict == HOLDS
+
+
+def test_normalized_area_known_values():
+    x = np.linspace(0, 1, 11)
+    assert st.normalized_auc(x, 3 * x) == pytest.approx(0.5)
+    assert st.normalized_auc(x, np.r_[0, np.ones(10)]) == pytest.approx(0.95)
+    assert st.linearity_r2(x, 2 * x + 1) == pytest.approx(1.0)
+    assert st.linearity_r2(x, (x > 0.05).astype(float)) < 0.5
+
+
+def test_rotation_verdicts():
+    amounts = np.arange(0, 360, 30.0)
+    rot = lambda p: pd.DataFrame({"amount": amounts, "distance_conv1": amounts, "distance_fc7": amounts, "p_true": p})
+    falls = np.where(amounts == 0, 0.9, 0.3)
+    c = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], num_classes=10))["rotation_not_invariant"]
+    assert c.verdict == HOLDS and c.value == pytest.approx(2 / 3)
+    flat = _by_id(vd.invariance({"rotate": rot(np.full(12, 0.9))}, P["invariance"], 10))["rotation_not_invariant"]
+    assert flat.verdict == FAILS and flat.value == 0
+    unsure = _by_id(vd.invariance({"rotate": rot(falls / 3)}, P["invariance"], 3))["rotation_not_invariant"]
+    assert unsure.verdict == NA and "3 classes" in unsure.reason  # p(true) 0.3 with 3 classes: at chance
+
+
+# ------------------------------------------------------------------------------- 3-4: filters (Fig. 6)
+def _bank(n=32, seed=0, size=7, std=0.01):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * std
+
+
+def test_a_planted_dominant_filter():
+    noclip = _bank()
+    noclip[5] *= 20
+    rms = st.filter_rms(noclip)
+    assert int(rms.argmax()) == 5 and st.dominance_ratio(rms) > 10
+    clipped = _bank(seed=1)
+    c = _by_id(vd.clipping(clipped, noclip, FILTERS))
+    assert c["noclip_dominance"].verdict == HOLDS and c["clip_bound"].verdict == HOLDS
+    assert c["clip_bound"].value == pytest.approx(float(clipped.pow(2).mean((1, 2, 3)).sqrt().max()))
+    c = _by_id(vd.clipping(clipped * 30, _bank(seed=2), FILTERS))  # RMS ~0.3 > 0.1; nothing dominates
+    assert c["clip_bound"].verdict == FAILS and c["noclip_dominance"].verdict == FAILS
+    assert _by_id(vd.clipping(None, noclip, FILTERS))["clip_bound"].verdict == NA
+    assert _by_id(vd.clipping(clipped, noclip, {**FILTERS, "rms_limit": None}))["clip_bound"].verdict == NA
+
+
+def _wave(size, ky, kx):
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+    return torch.cos(2 * math.pi * (ky * y + kx * x) / size)
+
+
+def test_band_energy_of_pure_frequencies():
+    mid = _wave(7, 0, 2)[None, None].expand(1, 3, 7, 7)  # 2/7 cycles per pixel: r = (2/7) / (3/7 * sqrt 2)
+    assert st.band_energy(mid)["mid"] == pytest.approx(1.0)
+    low = _wave(11, 0, 1)[None, None].expand(1, 3, 11, 11)
+    high = _wave(11, 5, 5)[None, None].expand(1, 3, 11, 11)
+    assert st.band_energy(low)["low"] == pytest.approx(1.0) and st.band_energy(high)["high"] == pytest.approx(1.0)
+
+
+def test_zfnet_vs_alexnet_mid_frequencies_and_dead_filters():
+    alex = torch.stack([_wave(11, 0, 1) if i % 2 else _wave(11, 5, 5) for i in range(16)])[:, None].expand(16, 3, 11, 11) * 0.05
+    alex = alex.clone()
+    alex[:4] *= 1e-4  # four dead filters
+    zf = torch.stack([_wave(7, i % 2, 2) for i in range(16)])[:, None].expand(16, 3, 7, 7) * 0.05
+    c = _by_id(vd.zf_vs_alex(alex, zf, FILTERS))
+    assert c["zf_mid_frequencies"].verdict == HOLDS and c["zf_mid_frequencies"].value > 0.9
+    assert c["zf_dead_filters"].verdict == HOLDS and c["zf_dead_filters"].value == pytest.approx(0.25)
+    c = _by_id(vd.zf_vs_alex(zf, alex, FILTERS))  # the roles swapped
+    assert c["zf_mid_frequencies"].verdict == FAILS and c["zf_dead_filters"].verdict == FAILS
+    both_alive = _by_id(vd.zf_vs_alex(zf, zf, FILTERS))["zf_dead_filters"]
+    assert both_alive.verdict == FAILS and "neither" in both_alive.reason
+
+
+# ------------------------------------------------------------------------------- 5: occlusion (Fig. 7)
+def _boxes(inside, chance=0.3, correct=True):
+    return {"images": [{"inside": bool(i), "chance": chance, "correct": correct} for i in inside]}
+
+
+def test_poisson_binomial_matches_scipy_binomial():
+    from scipy.stats import binom
+
+    for k in range(11):
+        assert st.poisson_binomial_sf([0.3] * 10, k) == pytest.approx(float(binom.sf(k - 1, 10, 0.3)))
+    assert st.poisson_binomial_sf([0.5, 1.0], 1) == pytest.approx(1.0)
+
+
+def test_occlusion_verdicts():
+    p = P["occlusion"]
+    c = vd.occlusion(_boxes([1] * 10), p)
+    assert c.verdict == HOLDS and c.value == 1.0 and "10 of 10" in c.ours  # p = 0.3**10
+    assert vd.occlusion(_boxes([1, 1, 1, 0, 0, 0, 0, 0, 0, 0]), p).verdict == FAILS  # 3 of 10 at chance 0.3
+    mixed = _boxes([1, 1, 1] + [0] * 7)
+    mixed["images"] += _boxes([1] * 10, correct=False)["images"]  # misclassified images do not count
+    c = vd.occlusion(mixed, p)
+    assert c.verdict == FAILS and "3 of 10" in c.ours
+    few = vd.occlusion(_boxes([1, 1, 1]), p)
+    assert few.verdict == NA and "3 correctly classified" in few.reason
+    no_chance = {"images": [{"inside": True, "correct": True}] * 10}
+    assert vd.occlusion(no_chance, p).verdict == NA and "chance" in vd.occlusion(no_chance, p).reason
+    assert vd.occlusion(None, p).verdict == NA
+
+
+# ------------------------------------------------------------------------------- 6: Table 1
+def _table1(d5, d7, std=0.01, repeats=5):
+    names = ["Right eye", "Left eye", "Nose", "Random"]
+    return pd.DataFrame({"occlusion": names, "delta_layer5_mean": d5, "delta_layer5_std": std,
+                         "delta_layer7_mean": d7, "delta_layer7_std": std, "paper_delta_layer5_mean": [0.067, 0.069, 0.079, 0.107],
+                         "paper_delta_layer7_mean": [0.069, 0.068, 0.069, 0.073], "repeats": repeats})
+
+
+def test_correspondence_verdicts():
+    p = P["correspondence"]
+    c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10]), p))
+    assert c["correspondence_layer5"].verdict == HOLDS and c["correspondence_layer5"].value == pytest.approx(0.5)
+    assert c["correspondence_layer7"].verdict == HOLDS and c["correspondence_layer7"].value == pytest.approx(0.4)
+    assert "0.33" in c["correspondence_layer5"].paper  # the paper's own relative gap: (0.107 - 0.0717) / 0.107
+    c = _by_id(vd.correspondence(_table1([0.099, 0.099, 0.099, 0.10], [0.05, 0.05, 0.05, 0.10], std=0.05), p))
+    assert c["correspondence_layer5"].verdict == FAILS  # a gap of 0.001 within the noise
+    assert c["correspondence_layer7"].verdict == FAILS  # larger at layer 7
+    assert vd.correspondence(None, p)[0].verdict == NA
+
+
+# ------------------------------------------------------------------------------- 7: Table 3
+def _table3(**err):
+    base = {"alexnet": 40.0, "alexnet_no_3_4": 44.0, "alexnet_no_6_7": 43.0, "alexnet_no_3_4_6_7": 70.0,
+            "zfnet": 38.0, "zfnet_conv512_1024_512": 37.0, **err}
+    return pd.DataFrame({"variant": list(base), "val top-1 (ours)": list(base.values()), "val top-1 (paper)": 0.0})
+
+
+def test_table3_verdicts():
+    p = P["table3"]
+    c = _by_id(vd.table3(_table3(), p, chance_error=90.0))
+    assert [c[i].verdict for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")] == [HOLDS] * 3
+    assert c["table3_single_removal"].value == 4.0 and c["table3_both_removed"].value == 26.0
+    c = _by_id(vd.table3(_table3(alexnet_no_3_4=52.0, alexnet_no_3_4_6_7=55.0, zfnet_conv512_1024_512=39.0), p, 90.0))
+    assert [c[i].verdict for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")] == [FAILS] * 3
+    same = vd.table3(_table3(**{k: 66.7 for k in _table3().variant}), p, 66.7)
+    assert all(x.verdict == NA and "same val error" in x.reason for x in same)
+    at_chance = _by_id(vd.table3(_table3(alexnet=88.0), p, 90.0))
+    assert at_chance["table3_single_removal"].verdict == NA and "chance" in at_chance["table3_single_removal"].reason
+    assert at_chance["table3_wider_middle"].verdict == HOLDS  # zfnet rows are far from chance
+
+
+# ------------------------------------------------------------------------------- 8: Tables 4, 5, 7
+def _transfer_table(pre: dict, scratch: dict):
+    cols = ["2/class", "15/class", "30/class"]
+    rows = [{"method": "ImageNet-pretrained convnet", "source": "paper", **{c: "80.0 ± 1.0" for c in cols}},
+            {"method": "Non-pretrained convnet", "source": "ours", **{c: scratch.get(c, "–") for c in cols}},
+            {"method": "ImageNet-pretrained convnet", "source": "ours", **{c: pre.get(c, "–") for c in cols}}]
+    return pd.DataFrame(rows, columns=["method", "source", *cols])
+
+
+def test_transfer_verdicts():
+    p = P["transfer"]
+    good = _transfer_table({"15/class": "80.0 ± 1.0", "30/class": "85.0 ± 1.0"}, {"15/class": "20.0 ± 2.0", "30/class": "45.0 ± 2.0"})
+    c = _by_id(vd.transfer({"table4_caltech101": good}, p))
+    assert c["transfer_pretrained"].verdict == HOLDS and c["transfer_pretrained"].value == 40.0
+    assert c["transfer_few_images"].verdict == HOLDS and c["transfer_few_images"].value == 20.0  # 60 at 15 vs 40 at 30
+    worse = _transfer_table({"15/class": "20.0 ± 1.0", "30/class": "85.0"}, {"15/class": "50.0 ± 1.0", "30/class": "45.0"})
+    c = _by_id(vd.transfer({"table4_caltech101": worse}, p))
+    assert c["transfer_pretrained"].verdict == FAILS and c["transfer_few_images"].verdict == FAILS
+    noisy = _transfer_table({"2/class": "62.5 ± 12.5"}, {"2/class": "50.0"})
+    c = _by_id(vd.transfer({"table4_caltech101": noisy}, p))
+    assert c["transfer_pretrained"].verdict == NA and "std" in c["transfer_pretrained"].reason
+    assert c["transfer_few_images"].verdict == NA and "one training size" in c["transfer_few_images"].reason
+    assert st.mean_of("62.5 ± 12.5") == 62.5 and st.std_of("62.5 ± 12.5") == 12.5 and math.isnan(st.mean_of("–"))
+
+
+def test_depth_verdict():
+    layers = list(range(1, 8))
+    t7 = pd.DataFrame({"classifier (layer)": [f"SVM ({l})" for l in layers],
+                       "Caltech-101 15/class (ours)": [f"{40 + 5 * l}.0 ± 1.0" for l in layers],
+                       "Caltech-101 30/class (paper)": [44.8, 66.2, 72.3, 76.6, 86.2, "–", 85.5]})
+    c = vd.depth(t7, P["transfer"])
+    assert c.verdict == HOLDS and c.value == pytest.approx(1.0)
+    assert "0.94" in c.paper  # the paper's: layers 5 and 7 swap ranks, 1 - 6 * 2 / (6 * 35) = 0.943
+    t7["Caltech-101 15/class (ours)"] = [f"{80 - 5 * l}.0" for l in layers]
+    assert vd.depth(t7, P["transfer"]).verdict == FAILS
+
+
+# ------------------------------------------------------------------------------- 9: top-9 (Fig. 2)
+def test_within_vs_across_known_cosines():
+    e = torch.eye(16)
+    groups = e[:3, None, :].expand(3, 9, 16) + 0  # each map's 9 projections identical: cosine 1
+    within, chance = st.within_vs_across(groups, e, draws=20)  # 9 distinct maps: orthogonal, cosine 0
+    assert within == pytest.approx(1.0) and chance == pytest.approx(0.0)
+    assert vd.grouping({"conv4": (within, chance), "conv5": (within, chance)}, P["grouping"]).verdict == HOLDS
+    assert vd.grouping({"conv4": (0.1, 0.2), "conv5": (0.5, 0.1)}, P["grouping"]).verdict == FAILS
+    assert vd.grouping(None, P["grouping"], "no model").reason == "no model"
+
+
+def test_top9_similarity_runs_on_a_model():
+    from zfnet.models import build
+
+    torch.manual_seed(0)
+    model = build("zfnet", 3, width=0.125, input_size=64).eval()
+    sim = top9_similarity(model, torch.randn(12, 3, 64, 64), ["conv1", "conv5"], maps_per_layer=2, k=4, draws=5)
+    assert set(sim) == {"conv1", "conv5"}
+    assert all(-1 <= w <= 1 and -1 <= c <= 1 for w, c in sim.values())
+
+
+# ------------------------------------------------------------------------------- missing inputs, writing
+def _inputs(root: Path, **over) -> dict:
+    c = {**P, "checkpoints_dir": root / "models" / "zfnet", "model": root / "models" / "zfnet" / "model.pt",
+         "prepared_dir": root / "data" / "prepared", "curves_dir": root / "metrics" / "invariance",
+         "occlusion_boxes": root / "reports" / "figures" / "occlusion" / "boxes.json", "tables_dir": root / "reports" / "tables",
+         "ablation_metrics": root / "metrics" / "ablation", "train_metrics": root / "metrics" / "train.json", "alexnet": root / "a.pt", "zfnet": root / "z.pt",
+         "zfnet_noclip": root / "n.pt", "filters": FILTERS}
+    return {**c, **over}
+
+
+def test_nothing_there_every_claim_not_measurable_with_a_reason(tmp_path):
+    claims = evaluate(_inputs(tmp_path))
+    assert len(claims) == 18 and len({c.id for c in claims}) == 18
+    assert all(c.verdict == NA and c.reason for c in claims)
+    frame = table(claims)
+    assert list(frame.columns) == ["claim", "statistic", "ours", "paper", "verdict", "reason", "figure"]
+    m = metrics(claims)
+    assert m["evolution"] == {"value": None, "holds": None} and m["summary"]["not_measurable"] == 18
+    json.dumps(m)
+
+
+def test_an_unreadable_input_spoils_only_its_claims(tmp_path):
+    (tmp_path / "z.pt").write_bytes(b"not a checkpoint")
+    boxes = tmp_path / "reports" / "figures" / "occlusion" / "boxes.json"
+    boxes.parent.mkdir(parents=True)
+    boxes.write_text(json.dumps(_boxes([1] * 10)))
+    c = _by_id(evaluate(_inputs(tmp_path)))
+    assert c["clip_bound"].verdict == NA and "could not read" in c["clip_bound"].reason
+    assert c["occlusion"].verdict == HOLDS
+
+
+def test_stage_writes_metrics_table_and_wandb(tiny_cfg, tmp_path, monkeypatch):
+    import zfnet.schema
+    import zfnet.stages.claims as stage
+
+    if "claims" not in {f.name for f in __import__("dataclasses").fields(zfnet.schema.Config)}:
+        monkeypatch.setattr(stage, "validate", lambda cfg: cfg)  # until the schema has the `claims` group
+    cfg = tiny_cfg
+    cfg.claims = OmegaConf.load(REPO / "conf" / "claims" / "default.yaml")
+    cfg.wandb.mode = "disabled"
+    boxes = Path(cfg.claims.occlusion_boxes)
+    boxes.parent.mkdir(parents=True)
+    boxes.write_text(json.dumps(_boxes([1] * 10)))
+    csv = stage.run(cfg)
+    frame = pd.read_csv(csv)
+    assert len(frame) == 18 and set(frame.verdict) <= {HOLDS, FAILS, NA}
+    assert frame.set_index("figure").loc["occlusion", "verdict"] == HOLDS
+    m = json.loads(Path(cfg.claims.metrics_path).read_text())
+    assert m["occlusion"] == {"value": 1.0, "holds": 1}
+    assert Path(cfg.claims.table + ".md").is_file()
+
+
+def test_feature_claims_of_a_model_at_chance_are_not_measurable():
+    holds = vd.occlusion(_boxes([1] * 10), P["occlusion"])
+    weights = _by_id(vd.clipping(_bank(), _bank(seed=1), FILTERS))["clip_bound"]
+    chance = {"val_top1_error": 0.66, "chance_top1_error": 0.6667}
+    from zfnet.claims.collect import at_chance
+
+    out = _by_id(at_chance([holds, weights], chance, 5.0))
+    assert out["occlusion"].verdict == NA and "at chance" in out["occlusion"].reason and out["occlusion"].ours == holds.ours
+    assert out["clip_bound"].verdict == HOLDS  # a property of the weights, not of learned features
+    trained = {"val_top1_error": 0.30, "chance_top1_error": 0.6667}
+    assert _by_id(at_chance([holds], trained, 5.0))["occlusion"].verdict == HOLDS
