@@ -21,8 +21,9 @@ from zfnet.transfer.datasets import VOC_CLASSES
 
 pytestmark = pytest.mark.slow
 STAGES = ["demo_data", "overlap", "prepare", "train", "train_noclip", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7",
-          "table3", "transfer", "visualize", "report"]
-JOB_TYPES = ["demo_data", "overlap", "prepare", "train", "ablation", "table3", "transfer", "visualize", "summary"]
+          "table3", "transfer", "visualize", "claims", "report"]
+JOB_TYPES = ["demo_data", "overlap", "prepare", "train", "ablation", "table3", "transfer", "visualize", "claims",
+             "summary"]
 
 
 @pytest.fixture(scope="module")
@@ -233,10 +234,11 @@ def test_changing_one_variant_reruns_only_that_variant(pipeline_run, tmp_path):
         out = sh(["dvc", "repro"], work, env)
         return sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
 
-    assert edit_and_repro("    row: Removed layer 7\n", "    row: Removed layer 7 (renamed)\n") == ["report", "table3"]
+    # claims reads Table 3's CSV, so a relabelled row reruns it too (it recomputes in seconds)
+    assert edit_and_repro("    row: Removed layer 7\n", "    row: Removed layer 7 (renamed)\n") == ["claims", "report", "table3"]
     removed_7 = "    model:\n      name: alexnet\n      remove:\n      - fc7\n  alexnet_no_6_7:"
     removed_6 = removed_7.replace("- fc7", "- fc6")
-    assert edit_and_repro(removed_7, removed_6) == ["ablate@alexnet_no_7", "report", "table3"]
+    assert edit_and_repro(removed_7, removed_6) == ["ablate@alexnet_no_7", "claims", "report", "table3"]
 
 
 def test_overlap_and_transfer_outputs(pipeline_run):
@@ -259,3 +261,17 @@ def test_overlap_and_transfer_outputs(pipeline_run):
     assert list((work / "reports/transfer").glob("*.png"))
     html = (work / "reports/index.html").read_text()
     assert "table4_caltech101" in html and "table7_layers" in html
+
+
+def test_claims_table_gives_every_finding_a_verdict(pipeline_run):
+    """Every claim of the paper is in the claims table and metrics, each with a verdict; a 'not measurable'
+    always says why; the report shows the table first."""
+    work = pipeline_run[0]
+    table = list(csv.DictReader((work / "reports/tables/claims.csv").open()))
+    metrics = json.loads((work / "metrics/claims.json").read_text())
+    assert len(table) >= 9
+    assert {row["verdict"] for row in table} <= {"holds", "does not hold", "not measurable"}
+    assert all(row["reason"].strip() for row in table if row["verdict"] == "not measurable")
+    assert len([k for k in metrics if k != "summary"]) == len(table)
+    html = (work / "reports/index.html").read_text()
+    assert 0 <= html.index("The paper's claims, tested".replace("'", "&#x27;")) < html.index("Table 2")
