@@ -234,11 +234,16 @@ def test_changing_one_variant_reruns_only_that_variant(pipeline_run, tmp_path):
         out = sh(["dvc", "repro"], work, env)
         return sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
 
-    # claims reads Table 3's CSV, so a relabelled row reruns it too (it recomputes in seconds)
-    assert edit_and_repro("    row: Removed layer 7\n", "    row: Removed layer 7 (renamed)\n") == ["claims", "report", "table3"]
+    def trained(ran: list[str]) -> list[str]:
+        return [s for s in ran if s.startswith("ablate@") or s in ("train", "train_noclip")]
+
+    # (claims and report rerun when the files they read changed bytes; that depends on the tiny run's numbers)
+    ran = edit_and_repro("    row: Removed layer 7\n", "    row: Removed layer 7 (renamed)\n")
+    assert trained(ran) == [] and "table3" in ran, ran
     removed_7 = "    model:\n      name: alexnet\n      remove:\n      - fc7\n  alexnet_no_6_7:"
     removed_6 = removed_7.replace("- fc7", "- fc6")
-    assert edit_and_repro(removed_7, removed_6) == ["ablate@alexnet_no_7", "claims", "report", "table3"]
+    ran = edit_and_repro(removed_7, removed_6)
+    assert trained(ran) == ["ablate@alexnet_no_7"] and "table3" in ran, ran
 
 
 def test_overlap_and_transfer_outputs(pipeline_run):
