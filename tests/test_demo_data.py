@@ -28,6 +28,7 @@ TINY = {
     "caltech256": {"num_classes": 2, "per_class": 3, "clutter": 2},
     "voc": {"num_images": 6},
     "duplicates": {"caltech101": 1, "caltech256": 1},
+    "broden": {"images": 0, "size": 112},  # the probe set has its own tests (tests/test_dissection.py)
 }
 
 
@@ -189,7 +190,7 @@ def test_images_are_jpegs_with_varied_sides(out):
 
 
 def test_deterministic_and_independent_of_workers(out, tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "_POOL_MIN_TASKS", 0)  # force the process pool on the tiny set
+    monkeypatch.setattr(demo.render, "_POOL_MIN_TASKS", 0)  # force the process pool on the tiny set
     again = tmp_path / "again"
     demo.generate(_tiny(workers=2), again, progress=False)
     assert _hashes(again) == _hashes(out)
@@ -386,3 +387,61 @@ def test_defaults_documented():
     conf = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/demo_data/demo.yaml"))
     conf.pop("out_dir")
     assert conf == demo.DEFAULTS
+
+
+# ---------------------------------------------------------------------------------------------
+# the package split (issue 17): byte-identical to the single-module generator it replaced
+# ---------------------------------------------------------------------------------------------
+
+PRE_SPLIT_COMMIT = "c8a756e"  # last commit with src/zfnet/data/demo.py as one module
+
+
+def _tiny_profile_cfg() -> dict:
+    from omegaconf import OmegaConf
+
+    root = Path(__file__).resolve().parents[1]
+    base = OmegaConf.load(root / "conf/demo_data/demo.yaml")
+    over = OmegaConf.load(root / "conf/profile/tiny.yaml").get("demo_data", {})
+    cfg = OmegaConf.to_container(OmegaConf.merge(base, over))
+    cfg.pop("out_dir", None)
+    cfg["workers"] = 0
+    return cfg
+
+
+def test_split_package_writes_the_same_bytes_as_the_single_module(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    old = tmp_path / "old_src"
+    old.mkdir()
+    try:
+        for name in ("demo", "demo_shapes"):
+            src = subprocess.run(
+                ["git", "show", f"{PRE_SPLIT_COMMIT}:src/zfnet/data/{name}.py"],
+                cwd=root, capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            src = src.replace("from zfnet.data import demo_shapes as S", "import demo_shapes as S")
+            (old / f"{'old_demo' if name == 'demo' else name}.py").write_text(src)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"git history with {PRE_SPLIT_COMMIT} not available")
+    cfg = _tiny_profile_cfg()
+    cfg_no_probe = {k: v for k, v in cfg.items() if k != "broden"} | {"broden": {"images": 0, "size": 112}}
+    code = (
+        "import json, sys, old_demo; "
+        "old_demo.generate(json.loads(sys.argv[1]), sys.argv[2], progress=False)"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(old)}
+    old_cfg = {k: v for k, v in cfg.items() if k != "broden"}
+    subprocess.run([sys.executable, "-c", code, json.dumps(old_cfg), str(tmp_path / "before")], env=env, check=True)
+    demo.generate(cfg_no_probe, tmp_path / "after", progress=False)
+    before = {k: v for k, v in _hashes(tmp_path / "before").items()}
+    after = _hashes(tmp_path / "after")
+    assert len(before) > 100
+    assert after == before  # every file, summary.json included, byte for byte
+    # with the probe set on, every earlier file but summary.json keeps its bytes
+    demo.generate(cfg | {"broden": {"images": 4, "size": 64}}, tmp_path / "with_probe", progress=False)
+    with_probe = _hashes(tmp_path / "with_probe")
+    changed = {k for k in before if with_probe.get(k) != before[k]}
+    assert changed == {"summary.json"}
+    assert any(k.startswith("broden/") for k in with_probe)

@@ -154,6 +154,12 @@ class DuplicatesDemo:
 
 
 @dataclass
+class BrodenDemo:
+    images: int = v(check=ge(0))
+    size: int = v(check=between(32, 1024))
+
+
+@dataclass
 class DemoData:
     out_dir: str = v()
     seed: int = v(check=ge(0))
@@ -166,6 +172,7 @@ class DemoData:
     caltech256: Caltech256Demo = group(Caltech256Demo)
     voc: VocDemo = group(VocDemo)
     duplicates: DuplicatesDemo = group(DuplicatesDemo)
+    broden: BrodenDemo = group(BrodenDemo)
 
 
 @dataclass

@@ -318,6 +318,30 @@ def _blend(patch, alpha, colour):
         patch += a * colour
 
 
+def frame(spec: ObjectSpec, h: int, w: int):
+    """The window of an (h, w) image that ``spec`` may cover and its local frame there.
+
+    Returns ``(x0, y0, x1, y1, u, v, px)`` (window ``[y0:y1, x0:x1]``; ``u, v`` float32 local
+    coordinates of its pixel centres; ``px`` pixels per local unit) or None if the window is empty.
+    """
+    ext = 1.75 if spec.family == FACE else 1.3
+    reach = spec.r * ext * max(spec.sx, spec.sy)
+    x0 = max(0, int(math.floor(spec.cx - reach)))
+    x1 = min(w, int(math.ceil(spec.cx + reach)) + 1)
+    y0 = max(0, int(math.floor(spec.cy - reach)))
+    y1 = min(h, int(math.ceil(spec.cy + reach)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    dx = np.arange(x0, x1, dtype=_F32) + _F32(0.5 - spec.cx)
+    dy = np.arange(y0, y1, dtype=_F32) + _F32(0.5 - spec.cy)
+    ca, sa = math.cos(spec.angle), math.sin(spec.angle)
+    # local frame: p = cx + r * R(angle) @ (u * sx, v * sy)
+    u = (dx[None, :] * _F32(ca) + dy[:, None] * _F32(sa)) * _F32(1.0 / (spec.r * spec.sx))
+    v = (dy[:, None] * _F32(ca) - dx[None, :] * _F32(sa)) * _F32(1.0 / (spec.r * spec.sy))
+    px = spec.r * min(spec.sx, spec.sy)  # pixels per local unit (conservative)
+    return x0, y0, x1, y1, u, v, px
+
+
 def paint(img: np.ndarray, spec: ObjectSpec):
     """Paint ``spec`` into the float32 canvas ``img`` (H, W, 3) in place.
 
@@ -326,22 +350,10 @@ def paint(img: np.ndarray, spec: ObjectSpec):
     nothing of it is visible; ``landmarks`` = dict of (x, y) image coordinates for the face
     family (left_eye, right_eye, nose, where left/right are the subject's), else None.
     """
-    h, w = img.shape[:2]
-    ext = 1.75 if spec.family == FACE else 1.3
-    reach = spec.r * ext * max(spec.sx, spec.sy)
-    x0 = max(0, int(math.floor(spec.cx - reach)))
-    x1 = min(w, int(math.ceil(spec.cx + reach)) + 1)
-    y0 = max(0, int(math.floor(spec.cy - reach)))
-    y1 = min(h, int(math.ceil(spec.cy + reach)) + 1)
-    if x1 <= x0 or y1 <= y0:
+    fr = frame(spec, *img.shape[:2])
+    if fr is None:
         return None, None
-    dx = np.arange(x0, x1, dtype=_F32) + _F32(0.5 - spec.cx)
-    dy = np.arange(y0, y1, dtype=_F32) + _F32(0.5 - spec.cy)
-    ca, sa = math.cos(spec.angle), math.sin(spec.angle)
-    # local frame: p = cx + r * R(angle) @ (u * sx, v * sy)
-    u = (dx[None, :] * _F32(ca) + dy[:, None] * _F32(sa)) * _F32(1.0 / (spec.r * spec.sx))
-    v = (dy[:, None] * _F32(ca) - dx[None, :] * _F32(sa)) * _F32(1.0 / (spec.r * spec.sy))
-    px = spec.r * min(spec.sx, spec.sy)  # pixels per local unit (conservative)
+    x0, y0, x1, y1, u, v, px = fr
     patch = img[y0:y1, x0:x1]
     landmarks = None
     if spec.family == FACE:
@@ -412,3 +424,50 @@ def _paint_face(patch, u, v, px, spec: ObjectSpec):
         "nose": (g["nx"], g["ny"]),
     }
     return cover, landmarks
+
+
+# regions of a painted object (exact ground truth for the Broden-layout probe set) ------------
+
+FACE_REGIONS = ("ear", "head", "muzzle", "eye", "highlight", "nose")  # painting order, 1-based ids
+
+
+def regions(spec: ObjectSpec, h: int, w: int):
+    """Which pixels of an (h, w) image :func:`paint` gives to which part of ``spec``.
+
+    A pixel belongs to a layer of the object where that layer's coverage is at least 0.5 (the box
+    rule of :func:`paint`), later layers painted over earlier ones. Returns ``(x0, y0, x1, y1, layer)``
+    or None: ``layer`` is a uint8 map of the window ``[y0:y1, x0:x1]``. For the face family its values
+    are 1 + the index in :data:`FACE_REGIONS` (0 = not the object); for the other families 1 = the
+    primary colour ``c1``, 2 = the secondary colour ``c2`` (texture value >= 0.5).
+    """
+    fr = frame(spec, h, w)
+    if fr is None:
+        return None
+    x0, y0, x1, y1, u, v, px = fr
+    layer = np.zeros(u.shape, np.uint8)
+    if spec.family != FACE:
+        cover = _alpha(_sdf(spec.family, u, v, spec), px) >= 0.5
+        t = _texture(spec.texture, u, v, spec)
+        layer[cover] = 1
+        if t is not None:
+            layer[cover & (t >= 0.5)] = 2
+        return x0, y0, x1, y1, layer
+    g = spec.face
+    ax = g["head_ax"]
+    for side in (-1.0, 1.0):
+        t = -side * g["ear_tilt"]
+        ct, st = math.cos(t), math.sin(t)
+        eu, ev = u - _F32(side * (ax + 0.02)), v - _F32(0.1)
+        ru = eu * _F32(ct) + ev * _F32(st)
+        rv = ev * _F32(ct) - eu * _F32(st)
+        layer[_alpha(_ellipse(ru, rv, 0.27, g["ear_len"]), px) >= 0.5] = 1
+    layer[_alpha(_ellipse(u, v, ax, 1.0), px) >= 0.5] = 2
+    layer[_alpha(_ellipse(u, v - _F32(0.45), 0.42, 0.34), px) >= 0.5] = 3
+    er = g["er"]
+    for side in (-1.0, 1.0):
+        eu = side * g["ex"]
+        layer[_alpha(np.sqrt((u - _F32(eu)) ** 2 + (v - _F32(g["ey"])) ** 2) - _F32(er), px) >= 0.5] = 4
+        hl = np.sqrt((u - _F32(eu + er * 0.3)) ** 2 + (v - _F32(g["ey"] - er * 0.3)) ** 2) - _F32(er * 0.3)
+        layer[_alpha(hl, px) >= 0.5] = 5
+    layer[_alpha(_ellipse(u - _F32(g["nx"]), v - _F32(g["ny"]), 0.17, 0.12), px) >= 0.5] = 6
+    return x0, y0, x1, y1, layer
