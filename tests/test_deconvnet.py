@@ -411,3 +411,19 @@ def test_fast_engine_exotic_geometry():
     fast = dn.project_units("6", n, ch, ys, xs).full()
     ref = project(net, x[n], "6", channels=ch, positions=list(zip(ys, xs)))
     assert _rel(fast, ref) < 1e-12
+
+
+def test_fast_engine_pool_window_wider_than_its_map():
+    """Padded pools whose window is wider than the map they slide on (3 and 5 wide on a 2-wide map, the
+    channels-last pool kernel on the CPU): the switches land where autograd's max-pool backward puts them."""
+    torch.manual_seed(9)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.MaxPool2d(3, 1, padding=1),
+                        nn.MaxPool2d(5, 1, padding=2), nn.Conv2d(4, 5, 1)).to(DT)
+    x = torch.randn(2, 3, 13, 9, dtype=DT)  # a 3 x 2 map after the conv
+    dn = Deconvnet(net, ["4"]).cache(x)
+    _, c, h, w = dn.acts["4"].shape
+    units = [(b, (b + y + xx) % c, y, xx) for b in range(2) for y in range(h) for xx in range(w)]
+    n, ch, ys, xs = (list(t) for t in zip(*units))
+    fast = dn.project_units("4", n, ch, ys, xs).full()
+    ref = project(net, x[n], "4", channels=ch, positions=list(zip(ys, xs)))
+    assert _rel(fast, ref) < 1e-12 and ref.abs().amax() > 0

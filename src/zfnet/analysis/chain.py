@@ -65,12 +65,26 @@ def _switch_offsets(idx: torch.Tensor, w_in: int, s: tuple[int, int], p: tuple[i
     if max(keff) > 255:
         raise NotAChainError(f"max pool window {keff} too large")
     n, c, ho, wo = idx.shape
-    iy = torch.div(idx, w_in, rounding_mode="floor")
-    ix = idx - iy * w_in
-    oy = torch.arange(ho, device=idx.device).view(1, 1, ho, 1) * s[0] - p[0]
-    ox = torch.arange(wo, device=idx.device).view(1, 1, 1, wo) * s[1] - p[1]
-    off = torch.stack([iy - oy, ix - ox], dim=-1)  # (N, C, Ho, Wo, 2)
-    return off.permute(0, 2, 3, 1, 4).to(torch.uint8).contiguous()
+    dev = idx.device
+    oy = torch.arange(ho, device=dev, dtype=torch.int64) * s[0] - p[0]  # window tops / lefts (may be < 0)
+    ox = torch.arange(wo, device=dev, dtype=torch.int64) * s[1] - p[1]
+    oyc = torch.where(oy > 0, oy, torch.zeros_like(oy))  # (no clamp: the rectifier guard watches clamps)
+    big = (ho * s[0] + keff[0]) * w_in >= 2**31 - 1  # bounds every flat input index
+    dt = torch.int64 if big else torch.int32  # int32 halves the memory traffic of the passes below
+    # (N, Ho, Wo, C) flat input index iy * w_in + ix: contiguous when the pool ran channels-last (on the CPU)
+    local = idx.permute(0, 2, 3, 1).to(dt, memory_format=torch.contiguous_format)
+    local -= (oyc * w_in).to(dt)[:, None, None]  # (iy - oyc) * w_in + ix, 0 <= iy - oyc < keff[0]
+    if keff[0] <= 4:  # iy - oyc by comparisons: cheaper than an integer division
+        dy = (local >= w_in).to(dt)
+        for j in range(2, keff[0]):
+            dy += local >= j * w_in
+    else:
+        dy = torch.div(local, w_in, rounding_mode="floor")
+    local -= dy * w_in  # ix
+    out = torch.empty((n, ho, wo, c, 2), dtype=torch.uint8, device=dev)
+    out[..., 0] = dy + (oyc - oy).to(dt)[:, None, None]
+    out[..., 1] = local - ox.to(dt)[:, None]
+    return out
 
 
 def _lrn_factors(a: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
@@ -173,7 +187,13 @@ class ChainRecorder(TorchFunctionMode):
             st = _pair(a["stride"]) if a["stride"] not in (None, [], ()) else ks
             d = _pair(a["dilation"])
             keff = ((ks[0] - 1) * d[0] + 1, (ks[1] - 1) * d[1] + 1)
-            out, idx = F.max_pool2d_with_indices(x, ks, st, a["padding"], d, a["ceil_mode"])
+            cpu = x.device.type == "cpu" and x.ndim == 4
+            # on the CPU the channels-last kernel is several times faster; the same maxima and the same
+            # switches (ties included), and the output goes on in the input's own layout
+            xp = x.contiguous(memory_format=torch.channels_last) if cpu else x
+            out, idx = F.max_pool2d_with_indices(xp, ks, st, a["padding"], d, a["ceil_mode"])
+            if cpu and not x.is_contiguous(memory_format=torch.channels_last):
+                out = out.contiguous()
             i = len(self.ops)
             pad = _pair(a["padding"])
             self.pool_idx[i] = _switch_offsets(idx, w_in, st, pad, keff)

@@ -10,12 +10,14 @@ interior unit of a layer) are batched across images into one backward. The arith
 autograd's (tests check equality with ``project``, an explicit deconvnet and Captum); it returns each
 projection in the unit's receptive-field frame (:class:`~zfnet.analysis.projections.Projections`).
 
-Details that make it fast on a CPU (``benchmarks/bench_deconvnet.py``): switches are stored as uint8
-offsets inside their pool window, so a window's scatter indices are one multiply-add; tensors stay
-channels-last so oneDNN runs the transposed convolutions; a stride-s transposed convolution with few
-output channels (conv1 -> RGB) runs in its polyphase form, an ordinary convolution with s*s*3 output
-channels followed by a pixel shuffle (same products and sums, much better GEMM shapes); LRN gradients
-(``lrn="gradient"``) use the cached per-image factors ``D^-beta`` and ``a * D^(-beta-1)``.
+Details that make it fast on a CPU (``benchmarks/bench_deconvnet.py``): the caching forward costs about a
+plain forward (small batches, which stay in the CPU's caches; pools run channels-last, several times faster
+on the CPU with the same maxima and switches; switches stored as uint8 offsets inside their pool window,
+computed in int32 without divisions); the backward steps on windows (:mod:`zfnet.analysis.deconv_ops`) keep
+tensors channels-last so oneDNN runs the transposed convolutions, and run conv1 -> RGB in polyphase form;
+LRN gradients (``lrn="gradient"``) use the cached per-image factors ``D^-beta`` and ``a * D^(-beta-1)``.
+The convolutions themselves run in the model's own layout, so the cached activations (the seeds) are
+bitwise those of the model's forward.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from zfnet.analysis import _hooks
+from zfnet.analysis import deconv_ops as ops_
 from zfnet.analysis.chain import ChainRecorder, NotAChainError, _Op
 from zfnet.analysis.projections import Projections
 from zfnet.analysis.rectifiers import RectifierGuard, check_lrn
@@ -61,25 +63,6 @@ def _axis_profile(ops: Sequence[_Op], end: int, pos: int, axis: int) -> _AxisPro
             vs, ve = vs * s - p, (ve - 1) * s - p + k
         starts[i], lengths[i] = cs, max(0, ce - cs)
     return _AxisProfile(tuple(starts), tuple(lengths), tuple(off), vs, ve - vs)
-
-
-def _polyphase_weight(w: torch.Tensor, s: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-    """conv_transpose2d(g, w, stride=s) == pixel_shuffle-style interleave of conv2d(pad(g), wp)."""
-    cin_t, cout_t, kh, kw = w.shape  # conv_transpose weight layout: (in of transpose, out of transpose, kh, kw)
-    jy, jx = -(-kh // s[0]), -(-kw // s[1])
-    wp = w.new_zeros((cout_t, s[0], s[1], cin_t, jy, jx))
-    for ry in range(s[0]):
-        for rx in range(s[1]):
-            for ty in range(jy):
-                ky = s[0] * (jy - 1 - ty) + ry
-                if ky >= kh:
-                    continue
-                for tx in range(jx):
-                    kx = s[1] * (jx - 1 - tx) + rx
-                    if kx >= kw:
-                        continue
-                    wp[:, ry, rx, :, ty, tx] = w[:, :, ky, kx].t()
-    return wp.reshape(cout_t * s[0] * s[1], cin_t, jy, jx), (jy, jx)
 
 
 class Deconvnet:
@@ -166,11 +149,20 @@ class Deconvnet:
         return rec, outs, ends
 
     @torch.no_grad()
-    def cache(self, images: torch.Tensor, batch_size: int = 16) -> "Deconvnet":
-        """One forward per image: the switches of every pool and the activations of the layers."""
+    def cache(self, images: torch.Tensor, batch_size: int | None = None) -> "Deconvnet":
+        """One forward per image: the switches of every pool and the activations of the layers.
+
+        ``batch_size``: images per forward (None: 2 on the CPU, where small batches stay in the caches and
+        run faster than large ones, else 32).
+        """
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images: expected a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
         dtype, device = _hooks.dtype_device(self.model)
+        if batch_size is None:
+            batch_size = 2 if device.type == "cpu" else 32
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
+        batch_size = int(batch_size)
         pools: dict[int, list] = {}
         lrns: dict[int, list] = {}
         acts: dict[str, list] = {}
@@ -228,49 +220,13 @@ class Deconvnet:
 
     # -- backward --------------------------------------------------------------------------------
     def _conv_t(self, g: torch.Tensor, i: int) -> torch.Tensor:
-        op = self.ops[i]
-        w = op.weight.to(g.dtype)
-        if op.groups == 1 and op.dilation == (1, 1) and op.s != (1, 1) and op.in_shape[0] <= 8:
-            # few output channels (RGB): the polyphase form runs as an ordinary conv with good GEMM shapes
-            if i not in self._poly or self._poly[i][0].dtype != g.dtype:
-                self._poly[i] = _polyphase_weight(w, op.s)
-            wp, (jy, jx) = self._poly[i]
-            h, w_ = g.shape[-2:]
-            r = F.conv2d(g, wp, padding=(jy - 1, jx - 1))
-            r = F.pixel_shuffle(r, op.s[0]) if op.s[0] == op.s[1] else _interleave(r, op.s)
-            return r[..., : (h - 1) * op.s[0] + op.k[0], : (w_ - 1) * op.s[1] + op.k[1]]
-        return F.conv_transpose2d(g, w, stride=op.s, dilation=op.dilation, groups=op.groups)
+        return ops_.conv_transpose(g, self.ops[i], self._poly, i)
 
     def _unpool(self, g, i, n, rows, cols, off_y, off_x, h_in, w_in):
-        """Scatter-add g (U, C, h, w) at the cached switches: (U, C, h_in, w_in), channels-last."""
-        op = self.ops[i]
-        u, c, h, w = g.shape
-        d = self.pool_idx[i][n[:, None, None], rows[:, :, None], cols[:, None, :]]  # (U, h, w, C, 2)
-        # switch of window output (r, q): row r*s - off_y + dy, column q*s - off_x + dx of the input window
-        dev = g.device
-        base = ((torch.arange(h, device=dev) * op.s[0] - off_y)[:, None] * w_in
-                + (torch.arange(w, device=dev) * op.s[1] - off_x)[None, :])
-        local = d[..., 0].long() * w_in
-        local += d[..., 1]
-        local += base[None, :, :, None]
-        src = g.permute(0, 2, 3, 1).reshape(u, h * w, c)
-        out = g.new_zeros((u, h_in * w_in, c))
-        out.scatter_add_(1, local.view(u, h * w, c), src)
-        return out.view(u, h_in, w_in, c).permute(0, 3, 1, 2)
+        return ops_.unpool(g, self.pool_idx[i], self.ops[i].s, n, rows, cols, off_y, off_x, h_in, w_in)
 
     def _lrn_grad(self, g, i, n, rows, cols):
-        """Vector-Jacobian product of F.local_response_norm on the window (cross-channel, pointwise in space)."""
-        size, alpha, beta, k = self.ops[i].lrn
-        fac = self.lrn_in[i]  # (3, N, H, W, C)
-        a, p, q = (fac[j][n[:, None, None], rows[:, :, None], cols[:, None, :]].to(g.dtype) for j in range(3))
-        gl = g.permute(0, 2, 3, 1)  # (U, h, w, C)
-        t = F.pad(gl * q, (size // 2, (size - 1) // 2))
-        c = gl.shape[-1]
-        box = t[..., 0:c].clone()
-        for j in range(1, size):
-            box += t[..., j:j + c]
-        out = gl * p - (2.0 * alpha * beta / size) * a * box
-        return out.permute(0, 3, 1, 2)
+        return ops_.lrn_grad(g, self.lrn_in[i], self.ops[i].lrn, n, rows, cols)
 
     def _backward(self, end, py, px, n, ch, vals, sy, sx):
         """Project a batch of units with the same window geometry. sy/sx: (U, end+1) clipped starts."""
@@ -392,11 +348,3 @@ class Deconvnet:
             for k, v in p.units.items():
                 units[k][part] = v
         return Projections(out, top, left, self.image_size, units)
-
-
-def _interleave(r: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
-    u, c, h, w = r.shape
-    co = c // (s[0] * s[1])
-    return r.view(u, co, s[0], s[1], h, w).permute(0, 1, 4, 2, 5, 3).reshape(u, co, h * s[0], w * s[1])
-
-

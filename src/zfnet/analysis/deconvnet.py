@@ -15,8 +15,9 @@ Where things live:
 * the ReLU rules, LRN choice (``lrn="identity"`` paper / ``"gradient"`` Captum) and refusals of other
   nonlinearities (named by module path): :mod:`zfnet.analysis.rectifiers`;
 * the fast engine for many units on plain conv/ReLU/pool/LRN chains (:class:`Deconvnet`, receptive-field
-  windows, cached switches): :mod:`zfnet.analysis.deconv_engine`, on the chain recorded by
-  :mod:`zfnet.analysis.chain`; its output :class:`Projections` (receptive-field frames).
+  windows, cached switches): :mod:`zfnet.analysis.deconv_engine`, its steps down one op on windows in
+  :mod:`zfnet.analysis.deconv_ops`, on the chain recorded by :mod:`zfnet.analysis.chain`; its output
+  :class:`Projections` (receptive-field frames).
 
 :func:`project_units` is the one entry point for projecting given units ``(image, channel, y, x)``: the
 fast engine when the model is a plain chain up to the layer, else batched :func:`project` (full frames).

@@ -30,7 +30,8 @@ the input; the rest of the model runs in full on many positions at once (see
 Torchvision's ``alexnet`` / ``vgg``, and our models, qualify; residual networks (``resnet18``) do not.
 
 ``"full"``: occluded copies built with one broadcast mask (``torch.where(mask, fill, image)``) and run
-through the whole model in batches, the layer's map summed inside a forward hook.
+through the whole model in batches, the layer's map summed inside a forward hook
+(:mod:`zfnet.analysis.occlusion_full`, with the memory budget).
 
 Chunks: positions run in batches of ``chunk``. ``chunk=None`` derives it from memory: the bytes one
 position needs are estimated from the unoccluded run, times 2; the budget is half the free memory of a CUDA
@@ -49,10 +50,9 @@ from torch import nn
 
 from zfnet.analysis import _hooks
 from zfnet.analysis import occlusion_incremental as inc
+from zfnet.analysis.occlusion_full import _full_chunk, _logits, default_chunk, memory_budget
 
 __all__ = ["memory_budget", "occlusion_maps", "occlusion_positions", "pixel_attribution", "projection"]
-
-_CPU_CAP = 1 << 30
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -84,71 +84,6 @@ def pixel_attribution(
             total[y : y + size, x : x + size] += diff[i, j]
             count[y : y + size, x : x + size] += 1
     return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
-
-
-def memory_budget(device: torch.device | str | None = None) -> int:
-    """Bytes a sweep may use: half the free memory of a CUDA device; on CPU a quarter of the available
-    RAM, capped at 1 GiB."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free // 2)
-    avail = None
-    try:
-        import psutil
-
-        avail = psutil.virtual_memory().available
-    except Exception:  # pragma: no cover - psutil missing
-        try:
-            with open("/proc/meminfo") as fh:
-                for line in fh:
-                    if line.startswith("MemAvailable:"):
-                        avail = int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    if avail is None:
-        avail = 4 << 30
-    return int(min(avail // 4, _CPU_CAP))
-
-
-
-# ------------------------------------------------------------------------------ the full sweep
-def _full_chunk(model, x, fill_t, ty, tx, size, layer, channel, which):
-    """All occluded copies of the chunk as one broadcast ``where``, then the whole model."""
-    h, w = x.shape[-2:]
-    rows = torch.arange(h, device=x.device)
-    cols = torch.arange(w, device=x.device)
-    my = (rows[None, :] >= ty[:, None]) & (rows[None, :] < ty[:, None] + size)  # (B, H)
-    mx = (cols[None, :] >= tx[:, None]) & (cols[None, :] < tx[:, None] + size)  # (B, W)
-    mask = (my[:, :, None] & mx[:, None, :])[:, None]  # (B, 1, H, W)
-    occluded = torch.where(mask, fill_t, x)  # (B, C, H, W)
-    outs, logits = _hooks.run(model, occluded, [layer], call=which, stop=False,
-                              reduce=lambda _p, o: o[:, channel].reshape(o.shape[0], -1).sum(1))
-    return outs[layer], _logits(logits)
-
-
-def _logits(out) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ValueError(f"occlusion_maps: the model's output must be (B, classes) logits, got "
-                         f"{getattr(out, 'shape', type(out).__name__)}")
-    return out
-
-
-def _activation_sizes(model: nn.Module, x: torch.Tensor) -> list[int]:
-    """Per-example numel of every leaf module's output, in forward order."""
-    sizes: list[int] = []
-
-    def hook(_m, _i, o):
-        if isinstance(o, torch.Tensor):
-            sizes.append(o[0].numel())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        model(x[None])
-    finally:
-        for hd in handles:
-            hd.remove()
-    return sizes or [x.numel()]
 
 
 # -------------------------------------------------------------------------------------- helpers
@@ -302,27 +237,8 @@ def occlusion_maps(
         else:
             groups = [(torch.arange(n_y), torch.arange(n_x))]
 
-        # ---- chunk size from the memory budget: per position, the largest set of tensors alive at once
-        if chunk is None:
-            if method == "incremental":
-                wplan = inc.windows(cache, ys_d, xs_d, size)
-                peak, prev = 0, size * size * c_in
-                for i, op in enumerate(cache.ops):
-                    if i not in wplan:
-                        continue
-                    ly, lx = wplan[i][2], wplan[i][3]
-                    m_n = ((ly - 1) * op.s[0] + op.k[0]) * ((lx - 1) * op.s[1] + op.k[1])
-                    out_numel = op.out_numel * ly * lx // (op.n_out[0] * op.n_out[1])
-                    # previous window + its copy in the gather buffer, int64 index, patch, output and the
-                    # temporaries of the point-wise ops after it (LRN: about 3)
-                    peak = max(peak, 2 * prev + 2 * m_n + m_n * op.cache.shape[1] + 4 * out_numel)
-                    prev = out_numel
-                d = cache.conv_out[0].numel()
-                per = peak + 4 * d  # + the pasted last conv map (index, buffer, map) and its pending copy
-            else:
-                acts = _activation_sizes(model, x)
-                per = 3 * c_in * h * w + 2 * max(a + b for a, b in zip(acts, acts[1:] + [0]))
-            chunk = int(max(1, min(n_pos, memory_budget(dev) // max(1, int(2 * per * x.element_size())))))
+        if chunk is None:  # from the memory budget
+            chunk = default_chunk(model, x, cache if method == "incremental" else None, ys_d, xs_d, size)
         chunk = int(chunk)
 
         feature = torch.empty(n_pos, dtype=x.dtype, device=dev)

@@ -1,0 +1,98 @@
+"""The fast deconvnet's three steps down one op, on receptive-field windows (private to
+:mod:`zfnet.analysis.deconv_engine`): *filter* (the transposed convolution), *unpool* (scatter at the cached
+switches) and, with ``lrn="gradient"``, the LRN's vector-Jacobian product.
+
+Every function takes a batch of units' windows ``g`` (U, C, h, w), channels-last, and the cached per-image
+data of the op (switches / LRN factors) gathered at each unit's window rows and columns. Tricks for a CPU:
+a stride-s transposed convolution with few output channels (conv1 -> RGB) runs in its polyphase form, an
+ordinary convolution with s*s*C output channels followed by a pixel shuffle (same products and sums, much
+better GEMM shapes); switches are uint8 offsets inside their pool window, so a window's scatter indices are
+one multiply-add.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from zfnet.analysis.chain import _Op
+
+
+def conv_transpose(g: torch.Tensor, op: _Op, poly: dict, key) -> torch.Tensor:
+    """The transposed convolution of ``op`` (no bias) on ``g``; ``poly`` caches polyphase weights by ``key``."""
+    w = op.weight.to(g.dtype)
+    if op.groups == 1 and op.dilation == (1, 1) and op.s != (1, 1) and op.in_shape[0] <= 8:
+        # few output channels (RGB): the polyphase form runs as an ordinary conv with good GEMM shapes
+        if key not in poly or poly[key][0].dtype != g.dtype:
+            poly[key] = _polyphase_weight(w, op.s)
+        wp, (jy, jx) = poly[key]
+        h, w_ = g.shape[-2:]
+        r = F.conv2d(g, wp, padding=(jy - 1, jx - 1))
+        r = F.pixel_shuffle(r, op.s[0]) if op.s[0] == op.s[1] else _interleave(r, op.s)
+        return r[..., : (h - 1) * op.s[0] + op.k[0], : (w_ - 1) * op.s[1] + op.k[1]]
+    return F.conv_transpose2d(g, w, stride=op.s, dilation=op.dilation, groups=op.groups)
+
+
+def unpool(g: torch.Tensor, switches: torch.Tensor, stride: tuple[int, int], n, rows, cols, off_y: int,
+           off_x: int, h_in: int, w_in: int) -> torch.Tensor:
+    """Scatter-add g (U, C, h, w) at the cached switches (N, Ho, Wo, C, 2): (U, C, h_in, w_in), channels-last.
+
+    ``n`` (U,): each unit's image; ``rows`` (U, h) / ``cols`` (U, w): its window's pool-output rows / columns;
+    ``off_y`` / ``off_x``: where the window's first pool window starts inside the input window (h_in, w_in).
+    """
+    u, c, h, w = g.shape
+    d = switches[n[:, None, None], rows[:, :, None], cols[:, None, :]]  # (U, h, w, C, 2)
+    # switch of window output (r, q): row r*s - off_y + dy, column q*s - off_x + dx of the input window
+    dev = g.device
+    base = ((torch.arange(h, device=dev) * stride[0] - off_y)[:, None] * w_in
+            + (torch.arange(w, device=dev) * stride[1] - off_x)[None, :])
+    local = d[..., 0].long() * w_in
+    local += d[..., 1]
+    local += base[None, :, :, None]
+    src = g.permute(0, 2, 3, 1).reshape(u, h * w, c)
+    out = g.new_zeros((u, h_in * w_in, c))
+    out.scatter_add_(1, local.view(u, h * w, c), src)
+    return out.view(u, h_in, w_in, c).permute(0, 3, 1, 2)
+
+
+def lrn_grad(g: torch.Tensor, fac: torch.Tensor, lrn: tuple[int, float, float, float], n, rows, cols) -> torch.Tensor:
+    """Vector-Jacobian product of F.local_response_norm on the window (cross-channel, pointwise in space).
+
+    ``fac`` (3, N, H, W, C): the cached LRN input and factors (:func:`zfnet.analysis.chain._lrn_factors`);
+    ``lrn``: (size, alpha, beta, k).
+    """
+    size, alpha, beta, k = lrn
+    a, p, q = (fac[j][n[:, None, None], rows[:, :, None], cols[:, None, :]].to(g.dtype) for j in range(3))
+    gl = g.permute(0, 2, 3, 1)  # (U, h, w, C)
+    t = F.pad(gl * q, (size // 2, (size - 1) // 2))
+    c = gl.shape[-1]
+    box = t[..., 0:c].clone()
+    for j in range(1, size):
+        box += t[..., j:j + c]
+    out = gl * p - (2.0 * alpha * beta / size) * a * box
+    return out.permute(0, 3, 1, 2)
+
+
+def _polyphase_weight(w: torch.Tensor, s: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """conv_transpose2d(g, w, stride=s) == pixel_shuffle-style interleave of conv2d(pad(g), wp)."""
+    cin_t, cout_t, kh, kw = w.shape  # conv_transpose weight layout: (in of transpose, out of transpose, kh, kw)
+    jy, jx = -(-kh // s[0]), -(-kw // s[1])
+    wp = w.new_zeros((cout_t, s[0], s[1], cin_t, jy, jx))
+    for ry in range(s[0]):
+        for rx in range(s[1]):
+            for ty in range(jy):
+                ky = s[0] * (jy - 1 - ty) + ry
+                if ky >= kh:
+                    continue
+                for tx in range(jx):
+                    kx = s[1] * (jx - 1 - tx) + rx
+                    if kx >= kw:
+                        continue
+                    wp[:, ry, rx, :, ty, tx] = w[:, :, ky, kx].t()
+    return wp.reshape(cout_t * s[0] * s[1], cin_t, jy, jx), (jy, jx)
+
+
+def _interleave(r: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
+    u, c, h, w = r.shape
+    co = c // (s[0] * s[1])
+    return r.view(u, co, s[0], s[1], h, w).permute(0, 1, 4, 2, 5, 3).reshape(u, co, h * s[0], w * s[1])
