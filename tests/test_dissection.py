@@ -41,8 +41,10 @@ def _pil_upsample(fm: np.ndarray, sh: int, sw: int) -> np.ndarray:
     return np.asarray(Image.fromarray(fm.astype(np.float32), mode="F").resize((sw, sh), Image.BILINEAR))
 
 
-def netdissect_reference(features: np.ndarray, probe, quantile: float):
-    """features (N, U, h, w) -> (thresholds, iou (U, L)), NetDissect-Lite's formulas one unit at a time."""
+def netdissect_reference(features: np.ndarray, probe, quantile: float, segmentations=None):
+    """features (N, U, h, w) -> (thresholds, iou (U, L)), NetDissect-Lite's formulas one unit at a time.
+    ``segmentations``: ``probe.segmentation(i)`` of every image, already read (the benchmark's compute-only
+    timing); None reads them from disk here."""
     n, units = features.shape[:2]
     threshold = np.percentile(features.astype(np.float64), 100 * (1 - quantile), axis=[0, 2, 3])
     L = probe.n_labels
@@ -51,7 +53,7 @@ def netdissect_reference(features: np.ndarray, probe, quantile: float):
     tally_units_cat = np.zeros((units, labelcat.shape[1]))
     tally_labels = np.zeros(L)
     for i in range(n):
-        segs = probe.segmentation(i)
+        segs = probe.segmentation(i) if segmentations is None else segmentations[i]
         sh, sw = probe.seg_shape(i)
         scalars, pixels = [], []
         for v in segs.values():
@@ -124,6 +126,11 @@ def test_iou_quantiles_labels_equal_the_numpy_reference(probe):
         assert list(got[clear]) == list(names[ref_best][clear])
         det = d.units[d.units.layer == layer]["detector"].to_numpy()
         assert (det == (iou.max(1) > 0.04)).all()
+    # without room to keep the activations, pass 2 runs the model again; pairs upsampled 7 at a time
+    d2 = dissect(model, ["conv1", "conv2"], probe, images, quantile=q, batch_size=5, cache_bytes=0, pair_chunk=7)
+    for layer in ("conv1", "conv2"):
+        np.testing.assert_array_equal(d2.iou[layer], d.iou[layer])
+    assert d2.units.equals(d.units)
 
 
 def test_quantile_threshold_is_exact_for_many_values():
@@ -136,6 +143,21 @@ def test_quantile_threshold_is_exact_for_many_values():
         top = torch.sort(torch.from_numpy(x), dim=1, descending=True).values[:, :k]
         np.testing.assert_allclose(percentile_from_top(top, m, q).numpy(),
                                    np.percentile(x.astype(np.float64), 100 * (1 - q), axis=1), rtol=1e-12)
+
+
+def test_resize_is_pils_bilinear_resize_of_a_float_image():
+    from zfnet.analysis.dissection import resize_maps
+
+    rng = np.random.default_rng(0)
+    for h, w, sh, sw in ((3, 3, 112, 112), (6, 5, 64, 80), (27, 27, 112, 112), (150, 120, 64, 64)):
+        m = rng.standard_normal((4, h, w)).astype(np.float32)
+        m[:, :2, :2] = 0.5  # a plateau stays exactly at its value, as in PIL
+        ref = np.stack([_pil_upsample(x, sh, sw) for x in m])
+        got = resize_maps(torch.from_numpy(m), sh, sw).numpy()
+        np.testing.assert_allclose(got, ref, rtol=0, atol=3e-7)  # a few ulps at most
+        assert (got == ref).mean() > (0.99 if sh >= h else 0.3)
+        if sh > h:  # the plateau's own pixels stay exactly at its value
+            assert (ref == 0.5).sum() > 20 and (got[ref == 0.5] == 0.5).all()
 
 
 # ---------------------------------------------------------------------------------------------------------
