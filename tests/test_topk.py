@@ -185,13 +185,15 @@ def test_export_writes_fig2_and_fig4_with_a_faithful_index(tmp_path, images):
     early = build("zfnet", 10, width=0.125, input_size=64, init="kaiming")
     out = export(final, images, tmp_path, maps_per_layer=2, k=4, layers=("conv1", "conv3", "conv5"),
                  checkpoints={"epoch 1": early, "epoch 5": final})
-    assert sorted(out) == ["deconv", "evolution"]
+    assert sorted(out) == ["deconv", "evolution", "maps", "rows"]
     assert [p.split("/")[-1] for p in out["deconv"]] == ["conv1.png", "conv3.png", "conv5.png"]
     for p in out["deconv"] + out["evolution"]:
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 50
     index = json.loads((tmp_path / "deconv" / "index.json").read_text())
     ref = top_activations(final, images, ["conv1", "conv3", "conv5"], k=4)
+    assert out["maps"] == {layer: [m["channel"] for m in entry["maps"]] for layer, entry in index.items()}
+    assert [len(out["rows"][layer]) for layer in index] == [2, 2, 2]  # Fig. 2's rows, for the synthesis figure
     for layer, entry in index.items():
         assert len(entry["maps"]) == 2
         for m in entry["maps"]:

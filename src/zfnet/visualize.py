@@ -4,7 +4,9 @@ Inputs are what the network sees: validation images prepared by the prepare stag
 ``data.crop``, minus the mean image). Figures: layer-1 filters (Fig. 6), training curves, top-9 deconvnet
 projections (Fig. 2) and their evolution over the saved checkpoints (Fig. 4), occlusion (Fig. 7) and
 invariance (Fig. 5, its curves also as CSV for ``dvc plots``); Table 1 (correspondence) on images of a
-class with part landmarks in its ground truth (the demo's face-like class), when that ground truth exists.
+class with part landmarks in its ground truth (the demo's face-like class), when that ground truth exists;
+network-centric synthesis (``visualize.synthesis``): class models, the Fig. 2 maps synthesized beside their
+Fig. 2 rows, inversions layer by layer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 
 from zfnet.figures.filters import save_filters
 from zfnet.data import shards
@@ -199,8 +202,9 @@ def run(cfg) -> dict[str, list[str]]:
     layers = list(v.get("layers") or figures_deconv.DEFAULT_LAYERS)
     own = not v.get("layers")  # our model: the paper's layers; otherwise the given paths
     figures: dict[str, list[str]] = {"filters": [str(save_filters(model, out / "filters" / f"conv1_{arch}.png"))]}
-    if not v.get("model") and Path(cfg.train.history_path).is_file():  # our training's curves, not a user's model's
-        figures["training"] = [str(plot_history(cfg.train.history_path, out / "training" / "curves.png"))]
+    history = cfg.train.get("history_path") or "metrics/train_history.csv"  # null: the pipeline's, as the checkpoint
+    if not v.get("model") and Path(history).is_file():  # our training's curves, not a user's model's
+        figures["training"] = [str(plot_history(history, out / "training" / "curves.png"))]
 
     if not folder:
         images, labels, mean, paths = network_inputs(prepared, crop, int(v.images))
@@ -209,7 +213,14 @@ def run(cfg) -> dict[str, list[str]]:
                                    checkpoints=(checkpoints_by_epoch(Path(v.checkpoints_dir)) or None) if not v.get("model") else None,
                                    seed=int(cfg.seed),
                                    mean=mean.mean(dim=(1, 2)))  # patches are crops: a per-channel mean to display them
+    fig2_maps, fig2_rows = deconv.pop("maps"), deconv.pop("rows")
     figures.update(deconv)
+    if v.get("synthesis") is not None:  # network-centric views of the same maps, class models, inversions
+        from zfnet.figures.synthesis import export_synthesis
+
+        synthesis = OmegaConf.to_container(v.synthesis, resolve=True)
+        figures.update(export_synthesis(model, images, out, synthesis, fig2_maps, class_names=classes["names"],
+                                        mean=mean, fig2_rows=fig2_rows, progress=True))
 
     mean_full = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1) if own and not folder else None
     parts = part_images(cfg, mean_full) if own and not folder else None

@@ -124,43 +124,48 @@ def _frozen(model: nn.Module):
             p.requires_grad_(f)
 
 
-def _values(model: nn.Module, x: torch.Tensor, objs: Sequence[Objective], which: dict[str, int]) -> torch.Tensor:
-    """Each row's objective (B,) from one forward (stopped at the deepest layer when no row needs the output)."""
-    layers = list(dict.fromkeys(o.layer for o in objs if o.layer is not None))
-    need_out = any(o.layer is None for o in objs)
-    rows = {l: [j for j, o in enumerate(objs) if o.layer == l] for l in layers + ([None] if need_out else [])}
-
-    def reduce(path, out):
-        r = rows[path]
-        a = out[torch.tensor(r, device=out.device)]
-        vals = a.new_zeros(len(r))
-        match = [j for j, row in enumerate(r) if objs[row].kind == "match"]
-        for j in match:
-            t = objs[r[j]].target.to(a.dtype)
+def _reduce(a: torch.Tensor, objs: Sequence[Objective]) -> torch.Tensor:
+    """Each objective's value (k,) from its image's output ``a`` (k, C[, H, W]) of the objective's layer."""
+    vals = a.new_zeros(len(objs))
+    for j, o in enumerate(objs):
+        if o.kind == "match":
+            t = o.target.to(a.dtype)
             vals = vals.index_put((torch.tensor([j]),), -(a[j] - t).pow(2).sum().reshape(1) / t.pow(2).sum().clamp_min(1e-12))
-        rest = [j for j in range(len(r)) if objs[r[j]].kind != "match"]
-        if rest:
-            jj = torch.tensor(rest, device=a.device)
-            ch = torch.tensor([objs[r[j]].channel for j in rest], device=a.device)
-            s = a[jj, ch]  # (k,) for a 2-D output, else (k, H, W)
-            if s.ndim == 1:
-                v = s
-            else:
-                h, w = s.shape[-2:]
-                ys = torch.tensor([objs[r[j]].y if objs[r[j]].kind == "unit" else h // 2 for j in rest], device=a.device)
-                xs = torch.tensor([objs[r[j]].x if objs[r[j]].kind == "unit" else w // 2 for j in rest], device=a.device)
-                point = torch.tensor([objs[r[j]].kind == "unit" or objs[r[j]].where == "centre" for j in rest], device=a.device)
-                ar = torch.arange(len(rest), device=a.device)
-                v = torch.where(point, s[ar, ys, xs], s.flatten(1).mean(1))
-            vals = vals.index_put((jj,), v)
-        return vals
+    rest = [j for j, o in enumerate(objs) if o.kind != "match"]
+    if rest:
+        jj = torch.tensor(rest, device=a.device)
+        ch = torch.tensor([objs[j].channel for j in rest], device=a.device)
+        s = a[jj, ch]  # (k,) for a 2-D output, else (k, H, W)
+        if s.ndim == 1:
+            v = s
+        else:
+            h, w = s.shape[-2:]
+            ys = torch.tensor([objs[j].y if objs[j].kind == "unit" else h // 2 for j in rest], device=a.device)
+            xs = torch.tensor([objs[j].x if objs[j].kind == "unit" else w // 2 for j in rest], device=a.device)
+            point = torch.tensor([objs[j].kind == "unit" or objs[j].where == "centre" for j in rest], device=a.device)
+            ar = torch.arange(len(rest), device=a.device)
+            v = torch.where(point, s[ar, ys, xs], s.flatten(1).mean(1))
+        vals = vals.index_put((jj,), v)
+    return vals
 
-    outs, result = _hooks.run(model, x, layers, reduce=reduce, call={l: which[l] for l in layers}, stop=not need_out)
-    if need_out:
-        outs[None] = reduce(None, result)
+
+def _values(model: nn.Module, x: torch.Tensor, objs: Sequence[Objective], which: dict[str, int]) -> torch.Tensor:
+    """Each row's objective (B,): one forward per layer the objectives name, of only that layer's images and
+    stopped right after it (a conv1 objective never pays for the layers above it; the model's output only
+    for the logit rows)."""
     v = x.new_zeros(len(objs))
-    for l, r in rows.items():
-        v = v.index_put((torch.tensor(r, device=x.device),), outs[l])
+    for layer in dict.fromkeys(o.layer for o in objs):
+        rows = [j for j, o in enumerate(objs) if o.layer == layer]
+        sub = [objs[j] for j in rows]
+        idx = torch.tensor(rows, device=x.device)
+        xs = x if len(rows) == len(objs) else x[idx]
+        if layer is None:
+            vals = _reduce(model(xs), sub)
+        else:
+            outs, _ = _hooks.run(model, xs, [layer], reduce=lambda _p, out: _reduce(out, sub),
+                                 call={layer: which[layer]}, stop=True)
+            vals = outs[layer]
+        v = v.index_put((idx,), vals)
     return v
 
 

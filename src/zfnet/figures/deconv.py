@@ -31,12 +31,13 @@ DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 def fig2(model: nn.Module, images: torch.Tensor, out_dir: str | Path, *, maps_per_layer: int = 4, k: int = 9,
          layers: Sequence[str] = DEFAULT_LAYERS, seed: int = 0, lrn: str = "identity",
          mean: torch.Tensor | None = None, topk: Mapping[str, TopK] | None = None,
-         maps: Mapping[str, Sequence[int]] | None = None) -> tuple[list[str], dict]:
+         maps: Mapping[str, Sequence[int]] | None = None, rows: dict | None = None) -> tuple[list[str], dict]:
     """Top-``k`` projections of ``maps_per_layer`` maps per layer, each beside its image patches.
 
     Writes ``out_dir/<layer>.png`` (one row per map: a 3x3 grid of projections, then the 3x3 grid of the
     matching patches) and ``out_dir/index.json`` (layer, channel, image index, position, value of every
-    unit shown). Returns (PNG paths, index).
+    unit shown). Returns (PNG paths, index). ``rows``: a dict to fill with ``{layer: [[projections grid,
+    patches grid] per map]}`` (uint8 arrays), for figures that put another view of the map beside its row.
     """
     out_dir = Path(out_dir)
     layers = list(layers)
@@ -53,12 +54,12 @@ def fig2(model: nn.Module, images: torch.Tensor, out_dir: str | Path, *, maps_pe
         sel_y, sel_x = t.y[chans].reshape(-1), t.x[chans].reshape(-1)
         p = project_units(model, images, layer, sel_n, sel_c, sel_y, sel_x, lrn=lrn)
         patches = p.crop(images, sel_n)
-        rows, labels, entries = [], [], []
+        table, labels, entries = [], [], []
         for i, c in enumerate(chans):
             sl = range(i * kk, (i + 1) * kk)
             pgrid = _grid([_tile(_proj_rgb(p.values[j]), 48) for j in sl], ncol)
             igrid = _grid([_tile(_image_rgb(patches[j], mean), 48) for j in sl], ncol)
-            rows.append([pgrid, igrid])
+            table.append([pgrid, igrid])
             labels.append(f"{layer} #{c}")
             entries.append({
                 "channel": int(c),
@@ -68,7 +69,9 @@ def fig2(model: nn.Module, images: torch.Tensor, out_dir: str | Path, *, maps_pe
                                       int(p.left[j]) + p.values.shape[-1]]}
                           for j in sl],
             })
-        img = compose_table(rows, labels, ["projections", "image patches"],
+        if rows is not None:
+            rows[layer] = table
+        img = compose_table(table, labels, ["projections", "image patches"],
                             title=f"{layer}: top-{kk} activations, deconvnet projections (lrn={lrn})")
         paths.append(str(save_png(img, out_dir / f"{layer}.png")))
         index[layer] = {"png": f"{layer}.png", "maps": entries}
@@ -123,8 +126,10 @@ def export(
     seed: int = 0,
     lrn: str = "identity",
     mean: torch.Tensor | None = None,
-) -> dict[str, list[str]]:
-    """Deconvnet figures for the visualize stage: ``{"deconv": [...], "evolution": [...]}`` (PNG paths).
+) -> dict:
+    """Deconvnet figures for the visualize stage: ``{"deconv": [...], "evolution": [...]}`` (PNG paths), and
+    what later figures reuse: ``"maps"`` (``{layer: [channel, ...]}``, the maps of the Fig. 2 grid) and
+    ``"rows"`` (``{layer: [[projections grid, patches grid] per map]}``, Fig. 2's rows as uint8 arrays).
 
     * ``out_dir/deconv/<layer>.png`` + ``index.json``: Fig. 2 for ``maps_per_layer`` maps per layer
       (deterministic random subset, ``seed``) over ``images`` (N, 3, H, W float, mean-subtracted).
@@ -137,8 +142,10 @@ def export(
     layers = list(layers)
     topk = top_activations(model, images, layers, k=k)
     maps = {layer: choose_maps(topk[layer], maps_per_layer, seed) for layer in layers}
-    paths, _ = fig2(model, images, out_dir / "deconv", k=k, layers=layers, lrn=lrn, mean=mean, topk=topk, maps=maps)
-    result = {"deconv": paths}
+    rows: dict = {}
+    paths, _ = fig2(model, images, out_dir / "deconv", k=k, layers=layers, lrn=lrn, mean=mean, topk=topk, maps=maps,
+                    rows=rows)
+    result = {"deconv": paths, "maps": maps, "rows": rows}
     if checkpoints:
         evo = feature_evolution(checkpoints, images, maps, lrn=lrn)
         result["evolution"] = save_evolution(evo, out_dir / "evolution")
