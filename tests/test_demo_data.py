@@ -422,7 +422,9 @@ def test_split_package_writes_the_same_bytes_as_the_single_module(tmp_path):
         src = shown.stdout.replace("from zfnet.data import demo_shapes as S", "import demo_shapes as S")
         (old / f"{'old_demo' if name == 'demo' else name}.py").write_text(src)
     cfg = _tiny_profile_cfg()
-    cfg_no_probe = {k: v for k, v in cfg.items() if k != "broden"} | {"broden": {"images": 0, "size": 112}}
+    # the sets added after the split (probe set, Dogs vs. Cats) off: absent dogscats means none
+    cfg_no_probe = ({k: v for k, v in cfg.items() if k not in ("broden", "dogscats")}
+                    | {"broden": {"images": 0, "size": 112}})
     code = (
         "import json, sys, old_demo; "
         "old_demo.generate(json.loads(sys.argv[1]), sys.argv[2], progress=False)"
@@ -435,9 +437,10 @@ def test_split_package_writes_the_same_bytes_as_the_single_module(tmp_path):
     after = _hashes(tmp_path / "after")
     assert len(before) > 100
     assert after == before  # every file, summary.json included, byte for byte
-    # with the probe set on, every earlier file but summary.json keeps its bytes
+    # with the probe set and Dogs vs. Cats on, every earlier file but summary.json keeps its bytes
     demo.generate(cfg | {"broden": {"images": 4, "size": 64}}, tmp_path / "with_probe", progress=False)
     with_probe = _hashes(tmp_path / "with_probe")
     changed = {k for k in before if with_probe.get(k) != before[k]}
     assert changed == {"summary.json"}
     assert any(k.startswith("broden/") for k in with_probe)
+    assert any(k.startswith("dogscats/train/") for k in with_probe) and "ground_truth/dogscats.csv" in with_probe

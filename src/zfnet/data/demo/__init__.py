@@ -1,7 +1,7 @@
 """Embedded demo data: deterministic synthetic ImageNet / Caltech-101 / Caltech-256 / VOC 2012.
 
-One module per dataset written (:mod:`.imagenet`, :mod:`.caltech`, :mod:`.voc`), shared drawing in
-:mod:`.shapes` (primitives) and :mod:`.render` (scenes, process pool), class tables in :mod:`.classes`,
+One module per dataset written (:mod:`.imagenet`, :mod:`.caltech`, :mod:`.voc`, :mod:`.dogscats`), shared
+drawing in :mod:`.shapes` (primitives) and :mod:`.render` (scenes, process pool), class tables in :mod:`.classes`,
 config in :mod:`.config`, the entry point :func:`generate` in :mod:`.build`.
 
 :func:`generate` writes real JPEG files in the exact on-disk layouts of the real datasets, so the
@@ -21,6 +21,7 @@ Config (Hydra group ``conf/demo_data/demo.yaml``; keys not listed here, e.g. ``o
     voc: {num_images: 120}
     duplicates: {caltech101: 6, caltech256: 6}   # ImageNet-train copies planted in Caltech classes
     broden: {images: 60, size: 112}              # probe set for network dissection (0 images: none)
+    dogscats: {train_per_class: 60, test: 40}    # Kaggle Dogs vs. Cats layout for fine-tuning (absent or 0: none)
 
 Layout under ``out_dir``::
 
@@ -38,6 +39,8 @@ Layout under ``out_dir``::
     ground_truth/{imagenet,caltech101,caltech256,duplicates}.csv     (evaluation / tests only)
     broden/index.csv, category.csv, label.csv, c_<category>.csv, images/demo/NNNN{.jpg,_<category>.png}
                                                             Broden layout (:mod:`zfnet.data.demo.broden`)
+    dogscats/train/{cat,dog}.<i>.jpg, dogscats/test1/<n>.jpg   Kaggle "Dogs vs. Cats" (:mod:`zfnet.data.demo.dogscats`)
+    ground_truth/dogscats.csv                               its labels (test1 included) and boxes
     summary.json
 
 Ground truth conventions:

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from zfnet.data.demo import broden, caltech, imagenet, voc
+from zfnet.data.demo import broden, caltech, dogscats, imagenet, voc
 from zfnet.data.demo.config import DEFAULTS, _config
 from zfnet.data.demo.render import _run
 
@@ -75,6 +75,8 @@ def _generate_into(c: dict, out: Path, progress: bool) -> dict:
 
     voc_root = out / "VOC2012"
     voc_ids, voc_tasks = voc.plan(c, voc_root)
+    cats = c["dogscats"]["train_per_class"] + c["dogscats"]["test"] > 0
+    cats_tasks, cats_meta = dogscats.plan(c, out / "dogscats") if cats else ([], [])
 
     # phase 1: everything drawn (duplicate slots are skipped and filled in phase 2)
     dup_slots = {ds: {d["slot"]: d for d in dup_plans[ds]} for ds in dup_plans}
@@ -92,11 +94,14 @@ def _generate_into(c: dict, out: Path, progress: bool) -> dict:
     for i, t in enumerate(voc_tasks):
         all_tasks.append(t)
         refs.append(("voc", i))
+    for i, t in enumerate(cats_tasks):  # after every other dataset's: their task ids stay as they were
+        all_tasks.append(t)
+        refs.append(("dogscats", i))
     for j, t in enumerate(all_tasks):
         t["id"] = j
         t["path"] = str(out / t["rel"])
     results = _run(all_tasks, c["workers"], progress, "demo data")
-    res = {"imagenet": {}, "caltech101": {}, "caltech256": {}, "voc": {}}
+    res = {"imagenet": {}, "caltech101": {}, "caltech256": {}, "voc": {}, "dogscats": {}}
     for (ds, i), r in zip(refs, results):
         res[ds][i] = r
 
@@ -132,6 +137,10 @@ def _generate_into(c: dict, out: Path, progress: bool) -> dict:
     # ---- probe set for network dissection (Broden layout)
     probe = broden.write(c, out / "broden", progress) if c["broden"]["images"] > 0 else None
 
+    # ---- Kaggle "Dogs vs. Cats" layout (fine-tuning)
+    cats_results = [res["dogscats"][i] for i in range(len(cats_tasks))]
+    cats_summary = dogscats.write_files(gt, cats_tasks, cats_meta, cats_results) if cats else None
+
     # ---- summary
     files, nbytes = 0, 0
     for p in out.rglob("*"):
@@ -154,6 +163,7 @@ def _generate_into(c: dict, out: Path, progress: bool) -> dict:
             "val": len(splits["val"]),
         },
         **({"broden": probe} if probe is not None else {}),
+        **({"dogscats": cats_summary} if cats_summary is not None else {}),
         "images": n_images,
         "files": files,  # every file under out_dir except summary.json itself
         "bytes": nbytes,

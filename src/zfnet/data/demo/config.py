@@ -20,6 +20,7 @@ DEFAULTS: dict = {
     "voc": {"num_images": 120},
     "duplicates": {"caltech101": 6, "caltech256": 6},
     "broden": {"images": 60, "size": 112},
+    "dogscats": {"train_per_class": 60, "test": 40},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -96,6 +97,9 @@ def _config(cfg: Mapping) -> dict:
         c["duplicates"][ds] = n
     probe = {"broden": DEFAULTS["broden"] | dict(raw.get("broden") or {})}  # older configs: the defaults
     c["broden"] = {"images": _int(probe, "broden.images", 0, 99999), "size": _int(probe, "broden.size", 32, 1024)}
+    cats = {"dogscats": dict(raw.get("dogscats") or {"train_per_class": 0, "test": 0})}  # absent: no such set
+    c["dogscats"] = {"train_per_class": _int(cats, "dogscats.train_per_class", 0, 99999),
+                     "test": _int(cats, "dogscats.test", 0, 99999)}
     n_train = c["imagenet"]["num_classes"] * c["imagenet"]["train_per_class"]
     n_dup = c["duplicates"]["caltech101"] + c["duplicates"]["caltech256"]
     if n_dup > n_train:

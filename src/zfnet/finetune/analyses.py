@@ -1,0 +1,70 @@
+"""What fine-tuning kept: the same analyses on the source model and on the fine-tuned one.
+
+* :func:`before_after`: top-9 deconvnet projections of the same few maps of one layer in the source
+  model and in the fine-tuned one (``top9_before/<layer>.png``, ``top9_after/<layer>.png``: Fig. 2's layout,
+  :func:`zfnet.figures.deconv.fig2`), with the overlap of each map's top-9 image sets;
+* :func:`occlusion_per_class`: Fig. 7's occlusion figure (:func:`zfnet.figures.sensitivity.export`) for one
+  image of each class, correctly classified by the fine-tuned model when one is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from zfnet.analysis.topk import choose_maps, top_activations
+from zfnet.figures.deconv import fig2
+from zfnet.figures.sensitivity import export as sensitivity_export
+
+__all__ = ["before_after", "occlusion_per_class"]
+
+
+def _last_conv(model: nn.Module) -> str:
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__}: no nn.Conv2d to analyse")
+    return convs[-1]
+
+
+def before_after(source: nn.Module, tuned: nn.Module, images: torch.Tensor, out_dir: str | Path, *,
+                 layer: str | None = "conv5", maps: int = 4, k: int = 9, seed: int = 0,
+                 mean: torch.Tensor | None = None) -> tuple[list[str], dict]:
+    """Fig. 2 for ``maps`` maps of ``layer`` (None: the last conv) of both models over ``images`` (mean-
+    subtracted crops). Returns (PNG paths, {"layer", "per_map": {map: overlap}, "mean"}), overlap = the
+    fraction of a map's top-``k`` images that are the same in both models."""
+    out_dir = Path(out_dir)
+    layer = layer or _last_conv(tuned)
+    k = min(k, images.shape[0])
+    t0 = top_activations(source, images, [layer], k=k)
+    t1 = top_activations(tuned, images, [layer], k=k)
+    chosen = choose_maps(t0[layer], maps, seed)
+    paths = []
+    for tag, model, t in (("before", source, t0), ("after", tuned, t1)):
+        p, _ = fig2(model, images, out_dir / f"top9_{tag}", k=k, layers=[layer], mean=mean, topk=t,
+                    maps={layer: chosen})
+        paths += p
+    per_map = {}
+    for c in chosen:
+        a, b = set(t0[layer].image_index[c].tolist()), set(t1[layer].image_index[c].tolist())
+        per_map[str(c)] = len(a & b) / k
+    return paths, {"layer": layer, "per_map": per_map, "mean": sum(per_map.values()) / max(1, len(per_map))}
+
+
+def occlusion_per_class(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, out_dir: str | Path,
+                        classes: Sequence[str], *, layer: str, mean: torch.Tensor | None = None) -> list[str]:
+    """Fig. 7 for the first image of each class the model classifies correctly (else the first of the class)."""
+    with torch.no_grad():
+        predicted = torch.cat([model(b).argmax(1) for b in images.split(32)])
+    chosen = []
+    for c in range(len(classes)):
+        of_class = (labels == c).nonzero().flatten().tolist()
+        right = [i for i in of_class if int(predicted[i]) == c]
+        if of_class:
+            chosen.append((right or of_class)[0])
+    result = sensitivity_export(model, images[chosen], labels[chosen], out_dir, class_names=list(classes),
+                                occlusion={"layer": layer}, invariance=False,
+                                image_names=[classes[int(labels[i])] for i in chosen], mean=mean)
+    return result.figures.get("occlusion", [])

@@ -1,0 +1,117 @@
+"""Fine-tuning with Lightning: SGD over the strategy's parameter groups, cosine-annealed, on uint8 images.
+
+Training input: a random ``crop``² window of the ``resize``² image, flipped with probability 1/2, minus the
+source model's mean (and divided by ``std`` for torchvision-style models); evaluation: the centre crop.
+Frozen batch-norm layers stay in eval mode, so their running statistics do not move either. The per-epoch
+history (train loss / accuracy, validation loss / accuracy) is kept on the module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from zfnet.data.crops import crop_offsets, random_crops
+
+__all__ = ["FineTuner", "fit", "predict"]
+
+
+def _centre(x: torch.Tensor, crop: int) -> torch.Tensor:
+    top, left = crop_offsets(x.shape[-1], crop)[4]
+    return x[..., top : top + crop, left : left + crop]
+
+
+class FineTuner(pl.LightningModule):
+    def __init__(self, model: nn.Module, groups: list[dict], mean: torch.Tensor, crop: int, epochs: int,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, std: torch.Tensor | None = None,
+                 scale: float = 1.0):
+        super().__init__()
+        self.model, self.groups, self.crop, self.epochs = model, groups, int(crop), int(epochs)
+        self.momentum, self.weight_decay, self.scale = float(momentum), float(weight_decay), float(scale)
+        self.register_buffer("mean", mean.float())  # (3, 1, 1) or (3, resize, resize)
+        self.register_buffer("std", (std if std is not None else torch.ones(3, 1, 1)).float())
+        self.history: list[dict] = []
+        self._sums: dict[str, float] = {}
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() * self.scale - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        self.model.train()  # the source comes in eval mode; Lightning leaves a module's mode as it finds it
+        for m in self.model.modules():  # a frozen batch norm keeps its running statistics too
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+        self._sums = {"train_loss": 0.0, "train_correct": 0.0, "train_n": 0.0, "val_loss": 0.0, "val_correct": 0.0,
+                      "val_n": 0.0}
+
+    def _tally(self, split: str, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        n = float(y.shape[0])
+        self._sums[f"{split}_loss"] += float(loss.detach()) * n
+        self._sums[f"{split}_correct"] += float((logits.argmax(1) == y).sum())
+        self._sums[f"{split}_n"] += n
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(random_crops(self.normalize(x), self.crop))
+        loss = F.cross_entropy(logits, y)
+        self._tally("train", logits, y, loss)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(_centre(self.normalize(x), self.crop))
+        self._tally("val", logits, y, F.cross_entropy(logits, y))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self._sums.get("train_n"):
+            return
+        s = self._sums
+        row = {"epoch": self.current_epoch + 1, "train_loss": s["train_loss"] / s["train_n"],
+               "train_accuracy": s["train_correct"] / s["train_n"],
+               "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        if s["val_n"]:
+            row |= {"val_loss": s["val_loss"] / s["val_n"], "val_accuracy": s["val_correct"] / s["val_n"]}
+        self.history.append(row)
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD([{"params": g["params"], "lr": g["lr"]} for g in self.groups],
+                              lr=self.groups[0]["lr"], momentum=self.momentum, weight_decay=self.weight_decay)
+        return {"optimizer": opt,
+                "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs))}
+
+
+def fit(module: FineTuner, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+        batch_size: int, accelerator: str = "cpu", seed: int = 0, progress: bool = False) -> FineTuner:
+    """Train ``module`` for its epochs on uint8 (N, 3, s, s) images; validation after every epoch."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = TensorDataset(train[0], train[1].long())
+    bs = min(int(batch_size), len(data))
+    loader = DataLoader(data, batch_size=bs, shuffle=True, drop_last=len(data) > bs)
+    val_loader = DataLoader(TensorDataset(val[0], val[1].long()), batch_size=max(bs, 64))
+    trainer = pl.Trainer(max_epochs=module.epochs, accelerator=accelerator, devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+                         num_sanity_val_steps=0, deterministic=True)
+    module.model.train()  # the source comes in eval mode (frozen batch norms go back to eval each epoch)
+    trainer.fit(module, loader, val_loader)
+    return module
+
+
+@torch.no_grad()
+def predict(module: FineTuner, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, C) of uint8 images, centre crop, eval mode."""
+    model = module.model
+    was = model.training
+    model.eval()
+    device = module.mean.device
+    out = [F.softmax(model(_centre(module.normalize(images[s : s + batch_size].to(device)), module.crop)), 1).cpu()
+           for s in range(0, len(images), batch_size)]
+    model.train(was)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
