@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup chromium demo test params benchmarks clean
+.PHONY: setup chromium slurm demo test params benchmarks clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -19,7 +19,7 @@ demo: setup  ## set up, then run the whole pipeline on the embedded demo data
 	dvc repro
 	@echo "report: $(CURDIR)/reports/index.html"
 
-test: setup chromium  ## set up, then run the whole test suite (slow end-to-end tests included)
+test: setup chromium slurm  ## set up, then run the whole test suite (slow end-to-end tests included)
 	python -m pytest
 
 # Debian's chromium + its matching chromedriver: the report test opens reports/index.html in a real headless
@@ -30,6 +30,15 @@ chromium:
 	  echo "installing Debian's chromium and chromium-driver (apt-get)"; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# Debian's slurm-wlm + munge: tests/test_slurm.py starts a one-node SLURM of its own (munged, slurmctld, slurmd as
+# its own processes, stopped by pid) and submits through conf/launcher/slurm.yaml. Installed once, like chromium.
+slurm:
+	@test -x /usr/sbin/slurmctld -a -x /usr/sbin/slurmd -a -x /usr/sbin/munged -a -x /usr/bin/sbatch || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  echo "installing Debian's slurm-wlm and munge (apt-get)"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null; }
 
 params: setup  ## compose conf/ into params.yaml, exactly as `dvc exp run` would
 	python -m zfnet.config

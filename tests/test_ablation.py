@@ -58,20 +58,23 @@ def test_two_variant_multirun_and_aggregated_table(tmp_path):
     make_imagenet(tmp_path / "in", per_class=4, val_per_class=2, bad=False)
     prepare(settings(size=72), tmp_path / "in", tmp_path / "prepared", progress=False)
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
-    common = ["profile=tiny", f"prepare.out_dir={tmp_path / 'prepared'}", f"table3.out_dir={tmp_path / 'models'}",
-              f"table3.metrics_dir={tmp_path / 'metrics'}", f"table3.table={tmp_path / 'tables' / 'table3_ablation'}"]
+    common = ["profile=tiny", f"table3.table={tmp_path / 'tables' / 'table3_ablation'}"]
+    sweep = tmp_path / "multirun"
     proc = subprocess.run([sys.executable, str(REPO / "pipelines" / "train.py"), "-m", "+sweep=ablation",
-                           "train.variant=zfnet,alexnet_no_3_4", f"hydra.sweep.dir={tmp_path / 'multirun'}", *common],
+                           f"prepare.out_dir={tmp_path / 'prepared'}", "train.variant=zfnet,alexnet_no_3_4",
+                           f"hydra.sweep.dir={sweep}", *common],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "#0 : train.variant=zfnet" in proc.stdout + proc.stderr and "#1 : train.variant=alexnet_no_3_4" in proc.stdout + proc.stderr
-    for variant in ("zfnet", "alexnet_no_3_4"):
-        assert (tmp_path / "models" / variant / "model.pt").is_file()
-        m = json.loads((tmp_path / "metrics" / f"{variant}.json").read_text())
-        assert m["epochs"] == 1
-    arch = torch.load(tmp_path / "models" / "alexnet_no_3_4" / "model.pt", weights_only=True)["arch"]
+    for job, variant in enumerate(("zfnet", "alexnet_no_3_4")):  # each job in its own folder, never models/ablation
+        assert (sweep / f"{job}_{variant}" / "model" / "model.pt").is_file()
+        m = json.loads((sweep / f"{job}_{variant}" / "metrics.json").read_text())
+        assert m["epochs"] == 1 and m["run"]["variant"] == variant and m["run"]["launcher"] == "basic"
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+    arch = torch.load(sweep / "1_alexnet_no_3_4" / "model" / "model.pt", weights_only=True)["arch"]
     assert arch["name"] == "alexnet" and arch["remove"] == ["conv3", "conv4"] and arch["width"] == 0.125
-    proc = subprocess.run([sys.executable, str(REPO / "pipelines" / "table3.py"), f"hydra.run.dir={tmp_path / 'h'}", *common],
+    proc = subprocess.run([sys.executable, str(REPO / "pipelines" / "table3.py"), f"hydra.run.dir={tmp_path / 'h'}",
+                           f"table3.metrics_dir={sweep}", *common],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     frame = pd.read_csv(tmp_path / "tables" / "table3_ablation.csv")

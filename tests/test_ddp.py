@@ -22,6 +22,7 @@ def run_train(tmp_path, name, prepared, *extra):
             f"train.metrics_path={tmp_path / name / 'train.json'}", f"train.history_path={tmp_path / name / 'history.csv'}",
             "train.epochs=1", "train.checkpoint_epochs=[1]", "train.batch_size=6",
             "train.lr=0.0",  # weights stay at their (seeded, identical) initialisation: metrics must match exactly
+            "trainer.threads=1",  # per rank: 2 ranks on 2 cores
             *extra]
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -34,5 +35,7 @@ def test_two_process_ddp_metrics_equal_single_process(tmp_path):
     single, _ = run_train(tmp_path, "single", tmp_path / "prepared")
     ddp, log = run_train(tmp_path, "ddp", tmp_path / "prepared", "trainer.devices=2", "trainer.strategy=ddp")
     assert "distributed_backend=gloo" in log and "All distributed processes registered" in log
+    assert ddp["run"]["world_size"] == 2 and single["run"]["world_size"] == 1  # each metrics file says how it ran
+    assert ddp["run"]["threads"] == single["run"]["threads"] == 1 and ddp["run"]["launcher"] == "python"
     for key in ("val_top1_error", "val_top5_error", "val_10crop_top1_error", "val_10crop_top5_error"):
         assert ddp[key] == pytest.approx(single[key], abs=1e-6), key

@@ -33,12 +33,32 @@ def variant_config(cfg: DictConfig, variant: str) -> DictConfig:
     return out
 
 
+def metrics_file(metrics_dir: str | Path, variant: str) -> Path | None:
+    """``<metrics_dir>/<variant>.json`` (dvc.yaml's layout), else the ``<job>/metrics.json`` of a Hydra sweep
+    dir (``+sweep=ablation``) whose run record names the variant; None when the variant has none."""
+    path = Path(metrics_dir) / f"{variant}.json"
+    if path.is_file():
+        return path
+    found = []
+    for job in sorted(Path(metrics_dir).glob("*/metrics.json")):
+        try:
+            run = json.loads(job.read_text()).get("run") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if run.get("variant") == variant:
+            found.append(job)
+    if len(found) > 1:
+        raise ValueError(f"{metrics_dir}: {len(found)} jobs trained Table 3 row {variant!r} ({', '.join(map(str, found))}); "
+                         "aggregate a sweep with one job per row")
+    return found[0] if found else None
+
+
 def table3(cfg: DictConfig, metrics_dir: str | Path) -> pd.DataFrame:
     """One row per Table 3 variant (paper order); ours where its metrics exist, the paper's beside."""
     rows = []
     for variant, spec in cfg.ablation.items():
-        path = Path(metrics_dir) / f"{variant}.json"
-        m = json.loads(path.read_text()) if path.is_file() else None
+        path = metrics_file(metrics_dir, variant)
+        m = json.loads(path.read_text()) if path is not None else None
         pct = (lambda k: round(100 * m[k], 1)) if m else (lambda k: None)
         rows.append({
             "variant": variant, "model": spec.base, "row": spec.row,

@@ -11,12 +11,17 @@ def run(cfg: DictConfig, metrics_path: str | None = None, history_path: str | No
     """Train the configured model, or one Table 3 variant (``train.variant``; job_type ``ablation``)."""
     cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.ablation import selected_variant, variant_config
+    from zfnet.training.outputs import resolve_paths
     from zfnet.training.run import train as run_train
 
     variant = selected_variant(cfg)
     if variant is not None:
         cfg = variant_config(cfg, variant)
-    return run_train(cfg, cfg.prepare.out_dir, metrics_path or cfg.train.metrics_path,
-                     history_path or cfg.train.history_path,
+    # null paths (the defaults): this run's own Hydra output dir, never the folders dvc.yaml tracks
+    out_dir, metrics_path, history_path = resolve_paths(cfg, metrics_path, history_path)
+    if cfg.train.out_dir is None:
+        cfg = cfg.copy()
+        cfg.train.out_dir = str(out_dir)
+    return run_train(cfg, cfg.prepare.out_dir, metrics_path, history_path,
                      job_type="ablation" if variant else "train", run_name=variant)
 

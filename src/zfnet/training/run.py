@@ -39,9 +39,10 @@ from zfnet.closure import PACKAGE_DIR, import_closure, source_digest
 from zfnet.data.datamodule import ShardDataModule
 from zfnet.io import atomic_path, write_text
 from zfnet.models.weights import UnreadableCheckpoint, export_model
-from zfnet.tracking import Tracker, start_run
+from zfnet.tracking import Tracker, mean_image_artifact, model_artifact_name, start_run
 from zfnet.training.checkpoints import AtomicCheckpointIO, EpochCheckpoints, run_info
 from zfnet.training.lightning_module import Classifier
+from zfnet.training.outputs import how_run, set_threads
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +310,13 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
 
     # 1. everything that can fail on a bad configuration, before train.out_dir is touched
     s = settings(cfg)
+    if cfg.train.out_dir is None:
+        raise ValueError("train.out_dir: null (this run's Hydra output dir) is resolved by zfnet.stages.train.run; "
+                         "give a folder when calling zfnet.training.run.train directly")
     out_dir = Path(cfg.train.out_dir)
     metrics_path, history_path = Path(metrics_path), Path(history_path)
+    if cfg.trainer.get("threads") is not None:  # per job: the same numbers whatever launched it
+        set_threads(_as(cfg.trainer.threads, "trainer.threads", int, low=1))
     pl.seed_everything(s["seed"], workers=True)
     dm = ShardDataModule(prepared_dir, crop=s["crop"], batch_size=s["batch_size"], crops=cfg.data.crops,
                          pixel_scale=cfg.data.pixel_scale, num_workers=cfg.data.num_workers,
@@ -331,6 +337,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
         write_text(stamp, json.dumps({**identity, "epochs_done": int(epochs_done)}, indent=2, sort_keys=True))
 
     tracker = start_run(cfg, job_type, name=run_name)
+    tracker.use_artifact(*mean_image_artifact(cfg, prepared_dir))  # lineage: the prepare run's mean image
     try:
         report = EpochReport(history_path, tracker)
         logger = WandbLogger(experiment=tracker.run, log_model=False) if tracker.run else CSVLogger(str(out_dir), name="logs")
@@ -373,10 +380,11 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
                                         "val_10crop_top1_error", "val_10crop_top5_error")},
         "train_seconds": round(seconds, 2),
         "resumed": plan.resume,
+        "run": how_run(cfg, trainer.world_size),  # launcher, world size, threads: how these numbers were made
     }
     write_text(metrics_path, json.dumps(metrics, indent=2))
     tracker.summary(metrics)
     if cfg.wandb.get("log_checkpoints"):
-        tracker.artifact(f"model-{cfg.model.name}", "model", [out_dir / "model.pt"])
+        tracker.artifact(model_artifact_name(cfg, tracker.name), "model", [out_dir / "model.pt"], metadata=metrics)
     tracker.finish()
     return metrics
