@@ -81,7 +81,8 @@ class PipelineRun:
 
 def pipeline_env(work: Path, **extra) -> dict:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "WANDB_MODE": "offline", "WANDB_DIR": str(work), "DVC_NO_ANALYTICS": "1", **extra}
+           "WANDB_MODE": "offline", "WANDB_DIR": str(work), "DVC_NO_ANALYTICS": "1",
+           "WANDB_DATA_DIR": str(work / "wandb-data"), **extra}  # offline artifacts' files stay in work, not ~
     env.pop("WANDB_SILENT", None)
     return env
 

@@ -55,7 +55,10 @@ def test_group_is_shared_by_stages_and_changes_with_params(tiny_cfg):
     other.train.epochs = 99
     assert tracking.group_name(tiny_cfg) == tracking.group_name(tiny_cfg.copy())
     assert tracking.group_name(tiny_cfg) != tracking.group_name(other)
-    assert tracking.group_name(tiny_cfg).startswith("tiny-")
+    quieter = tiny_cfg.copy()
+    quieter.wandb.quiet = False
+    assert tracking.group_name(tiny_cfg) == tracking.group_name(quieter)  # W&B settings are not params
+    assert tracking.group_name(tiny_cfg).startswith("adhoc-tiny-")  # by hand: not a `dvc repro` (test_wandb_runs)
 
 
 def test_wandb_failure_degrades_to_a_no_op_tracker(tiny_cfg, monkeypatch, caplog):

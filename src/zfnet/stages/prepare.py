@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from zfnet.schema import validate
-from zfnet.tracking import start_run
+from zfnet.tracking import mean_image_artifact, start_run
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def run(cfg: DictConfig) -> dict:
     with start_run(cfg, "prepare") as tracker:
         tracker.summary({"stats": stats})
         tracker.image("mean_image", out / "mean.png", caption=f"per-pixel mean over {stats['train']['written']} training images")
+        tracker.artifact(*mean_image_artifact(cfg, out))  # every training run uses it (W&B lineage)
         import pandas as pd
 
         tracker.table("rejected", pd.read_csv(out / "rejected.csv", dtype=str).fillna(""))
