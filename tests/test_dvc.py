@@ -148,7 +148,15 @@ READS = {
     "transfer": ["transfer", "data.resize", "data.crop", "model"],
     "visualize": ["visualize", "data.resize", "data.crop", "seed"],
     "claims": ["claims", "data.crop", "seed"],
+    "dissect": ["dissect", "data.crop"],
     "report": ["report", "profile", "model.name", "data.imagenet_root", "overlap.remove"],
+    "finetune": ["finetune.strategies.{key}", "finetune.root", "finetune.classes", "finetune.ground_truth",
+                 "finetune.checkpoint", "finetune.model", "finetune.weights", "finetune.mean", "finetune.std",
+                 "finetune.val_per_class", "finetune.train_per_class", "finetune.epochs", "finetune.batch_size",
+                 "finetune.momentum", "finetune.weight_decay", "finetune.seed", "finetune.workers", "finetune.analysis",
+                 "finetune.only", "finetune.out_dir", "finetune.metrics_dir", "finetune.models_dir", "data.resize",
+                 "data.crop", "trainer.accelerator", "trainer.threads"],
+    "finetune_table": ["finetune.strategies", "finetune.metrics_dir", "finetune.table", "finetune.out_dir"],
 }
 _TRAINING_NOT_READ = {
     "data.imagenet_root": "prepare's input: training reads the prepared shards (a dep)",

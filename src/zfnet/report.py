@@ -33,7 +33,10 @@ PAPER_TABLE2 = {
 TABLE_TITLES = {"table1_correspondence": "Table 1: correspondence", "table2_imagenet": "Table 2: ImageNet 2012 classification error",
                 "table3_ablation": "Table 3: architecture ablations", "table4_caltech101": "Table 4: Caltech-101",
                 "table5_caltech256": "Table 5: Caltech-256", "table6_voc2012": "Table 6: PASCAL VOC 2012",
-                "table7_layers": "Table 7: features of one layer", "claims": "The paper's claims, tested"}
+                "table7_layers": "Table 7: features of one layer", "claims": "The paper's claims, tested",
+                "dissection": "Network dissection: detectors per layer",
+                "dissection_top_units": "Network dissection: each layer's top units",
+                "finetune": "Fine-tuning (Dogs vs. Cats) beside Fig. 9's pretrained − scratch gap"}
 # Table 7 (paper.md §5.2): the paper's training images per class
 PAPER_TABLE7_SIZES = {"caltech101": 30, "caltech256": 60}
 # readable headers for columns a table's CSV keeps machine-readable
@@ -51,6 +54,13 @@ FIGURE_GROUPS = {
                "back to pixel space, beside the image patches that caused them."),
     "evolution": ("Fig. 4: feature evolution during training",
                   "The strongest activation of a few maps per layer, projected, at each saved epoch."),
+    "synthesis": ("Network-centric synthesis: class models, Fig. 2's maps, inversions",
+                  "Images synthesized from the network alone (not from the paper; the survey's §4.1.1). Class "
+                  "models: the image that maximizes each class's pre-softmax score from noise (Simonyan et al.). "
+                  "Per layer, each map of Fig. 2 in one row: its top activations projected and their image "
+                  "patches (dataset-centric), then the image synthesized to maximize its mean activation "
+                  "(network-centric). Inversions: validation images reconstructed from each layer's features "
+                  "(Mahendran & Vedaldi), with the normalized feature error reached."),
     "occlusion": ("Fig. 7: occlusion sensitivity",
                   "A grey square slid over the input: the strongest layer-5 map, the probability of the correct "
                   "class and the most probable class as functions of the square's position."),
@@ -60,9 +70,18 @@ FIGURE_GROUPS = {
     "transfer": ("Fig. 9 / Tables 4–5: transfer to Caltech",
                  "Mean per-class accuracy against the number of training images per class: a softmax on the "
                  "ImageNet model's layer 7 vs the same network trained from scratch on the target images."),
+    "dissection": ("Network dissection (Bau et al. 2017)",
+                   "Each unit's best concept on the Broden-layout probe set: its top-0.5% activation region "
+                   "against the concept masks (IoU); a detector when IoU > 0.04. Bars: unique concepts detected per "
+                   "category and layer; then each layer's top units on their top images."),
     "correspondence": ("Table 1 / Fig. 8: correspondence",
                        "Δ, the consistency of the change caused by masking the same part in different images "
                        "(lower = more consistent), ours beside the paper's."),
+    "finetune": ("Fine-tuning for a new task (Dogs vs. Cats)",
+                 "The trained network's last layer replaced by a 2-way one and trained under each strategy (last "
+                 "layer, fully connected layers, whole network, from scratch): validation accuracy against training "
+                 "images per class, training curves, top-9 projections of a few layer-5 maps before and after "
+                 "fine-tuning (which features it kept), occlusion maps of one image per class."),
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 STYLE = """
@@ -391,6 +410,25 @@ def _figure(path: Path, page_dir: Path, caption: str, link: str | None = None, c
     return f"<figure{klass}>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
+def dissection_links(folder: Path, figures_dir: Path, page_dir: Path) -> str:
+    """The dissect stage's top units (``top_units.json``), each linked to its row of Fig. 2 where the
+    visualize stage shows that map (``deconv/index.json``: the maps of each layer, in row order)."""
+    top = (_read_json(folder / "top_units.json") or {}).get("units") or []
+    fig2 = _read_json(figures_dir / "deconv" / "index.json") or {}
+    rows = []
+    for u in top:
+        channels = [m.get("channel") for m in (fig2.get(u["layer"]) or {}).get("maps", [])]
+        png = figures_dir / "deconv" / (fig2.get(u["layer"]) or {}).get("png", f"{u['layer']}.png")
+        link = (f'<a href="{_href(png, page_dir)}">Fig. 2, {html.escape(u["layer"])} row {channels.index(u["unit"]) + 1}</a>'
+                if u["unit"] in channels else "not among Fig. 2's maps")
+        rows.append(f"<tr><td>{html.escape(u['layer'])}</td><td>{u['unit']}</td><td>{html.escape(u['label'] or '–')}</td>"
+                    f"<td>{html.escape(u['category'] or '')}</td><td>{u['iou']:.3f}</td><td>{link}</td></tr>")
+    if not rows:
+        return ""
+    return _section("Top units and their Fig. 2 rows", "<table><tr><th>layer</th><th>unit</th><th>concept</th>"
+                    "<th>category</th><th>IoU</th><th>Fig. 2</th></tr>" + "".join(rows) + "</table>")
+
+
 def _page(title: str, body: str, nav: str, banner: str = "") -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>
@@ -423,7 +461,9 @@ def write_report(cfg) -> Path:
     for group, paths in groups.items():
         heading, about = _group_title(group)
         body = [f'<p class="note">{html.escape(about)}</p>' if about else ""]
-        body.append("".join(_figure(p, pages_dir, p.stem) for p in paths))
+        stems = [p.stem for p in paths]  # names shared in a group (finetune/<strategy>/...): the folders too
+        body.append("".join(_figure(p, pages_dir, "/".join([*p.parts[-3:-1], p.stem]) if stems.count(p.stem) > 1
+                                    else p.stem) for p in paths))
         boxes = _read_json(figures_dir / "occlusion" / "boxes.json") if group == "occlusion" else None
         if boxes:
             rows = pd.DataFrame(boxes if isinstance(boxes, list) else boxes.get("images") or [])
@@ -432,6 +472,8 @@ def write_report(cfg) -> Path:
             rows = rows[first + [c for c in rows.columns if c not in first]]
             body.append(_section("Where the true-class probability drops most",
                                  occlusion_text(boxes) + (_frame_html(rows) if len(rows) else "")))
+        if group == "dissection":
+            body.append(dissection_links(paths[0].parent, figures_dir, pages_dir))
         nav = f'<a href="{_href(out, pages_dir)}">← report</a>' + "".join(
             f'<a href="{html.escape(page_names[g])}">{html.escape(g)}</a>' for g in groups if g != group)
         written.add(write_text(pages_dir / page_names[group], _page(f"{heading}", "".join(body), nav, banner)).name)
@@ -483,25 +525,42 @@ def write_report(cfg) -> Path:
 
 
 # --- W&B summary run -------------------------------------------------------------------------------
+def figure_keys(group: str, paths: Sequence[Path]) -> dict[str, Path]:
+    """``figures/<group>/<name>`` -> file: each file's path below the folder its group's files share, without
+    suffix (unique when files of one group share a name in different sub-folders)."""
+    root = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths])) if paths else Path()
+    return {f"figures/{group}/{Path(p).resolve().relative_to(root).with_suffix('').as_posix()}": Path(p) for p in paths}
+
+
 def log_summary(tracker, cfg, report: Path | None = None) -> dict[str, list[str]]:
-    """Log every table (``tables/<stem>``, a ``wandb.Table``), the key figures (``figures/<group>/<name>``,
-    the first ``report.wandb_figures_per_group`` of each group), the training metrics (run summary) and the
-    report itself (artifact) to ``tracker``'s run. Returns the keys logged, by kind."""
+    """Log every table (``tables/<stem>``: Tables 1-7 and the claims, a ``wandb.Table`` with the CSV's
+    columns, ours beside the paper's), every figure the report shows (``figures/<group>/<name>``, each
+    group of ``all_figure_groups``, so figures of stages added later appear by themselves; raster images,
+    SVGs travel in the artifact), the provenance (a table, and the W&B group, git revision and report path
+    in the run summary, linking the dashboard back to the report), the training metrics (run summary) and
+    the report folder (artifact). Returns the keys logged, by kind."""
+    from zfnet.tracking import group_name
+
     logged: dict[str, list[str]] = {"tables": [], "figures": []}
     for stem, (_path, frame) in tables(cfg).items():
         tracker.table(f"tables/{stem}", frame)
         logged["tables"].append(f"tables/{stem}")
-    per_group = int(cfg.report.get("wandb_figures_per_group", 4))
+    images = {}
     for group, paths in all_figure_groups(cfg).items():
-        for p in paths[:per_group]:
-            if p.suffix.lower() == ".svg":
-                continue  # wandb.Image reads raster images
-            key = f"figures/{group}/{p.stem}"
-            tracker.image(key, p, caption=_group_title(group)[0])
-            logged["figures"].append(key)
+        raster = [p for p in paths if p.suffix.lower() != ".svg"]  # wandb.Image reads raster images; the
+        for key, p in figure_keys(group, raster).items():            # report artifact holds the SVGs
+            images[key] = (p, f"{_group_title(group)[0]}: {p.name}")
+    tracker.images(images)  # one step: the dashboard's media panels need no step slider
+    logged["figures"] = list(images)
+    prov = provenance(cfg)
+    tracker.table("provenance", pd.DataFrame({"what": list(prov), "value": [str(v) for v in prov.values()]}))
+    links = {"W&B group": group_name(cfg), "git revision": prov.get("git revision", "unknown")}
+    if report is not None:
+        links["report"] = str(Path(report).resolve())
+    tracker.summary(links)
     metrics = train_metrics(cfg)
     if metrics:
         tracker.summary({f"train/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
     if report is not None:  # the whole folder: the pages' relative links hold inside the artifact too
-        tracker.artifact("report", "report", [Path(report).parent])
+        tracker.artifact("report", "report", [Path(report).parent], metadata=links)
     return logged

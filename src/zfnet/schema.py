@@ -160,6 +160,12 @@ class BrodenDemo:
 
 
 @dataclass
+class DogsCatsDemo:
+    train_per_class: int = v(check=ge(0))
+    test: int = v(check=ge(0))
+
+
+@dataclass
 class DemoData:
     out_dir: str = v()
     seed: int = v(check=ge(0))
@@ -173,6 +179,7 @@ class DemoData:
     voc: VocDemo = group(VocDemo)
     duplicates: DuplicatesDemo = group(DuplicatesDemo)
     broden: BrodenDemo = group(BrodenDemo)
+    dogscats: DogsCatsDemo = group(DogsCatsDemo)
 
 
 @dataclass
@@ -222,9 +229,9 @@ class Model:
 
 @dataclass
 class Train:
-    out_dir: str = v()
-    metrics_path: str = v()
-    history_path: str = v()
+    out_dir: Optional[str] = v()  # null: the run's Hydra output dir (zfnet.training.outputs)
+    metrics_path: Optional[str] = v()
+    history_path: Optional[str] = v()
     epochs: int = v(check=ge(1))
     batch_size: int = v(check=ge(1))
     lr: float = v(check=ge(0))  # torch's own bound; 0 keeps the weights (tests compare runs at their init)
@@ -246,6 +253,7 @@ class Trainer:
     num_nodes: int = v(check=ge(1))
     strategy: str = v()
     precision: Any = v(check=one_of(*PRECISIONS))
+    threads: int = v(check=ge(1))  # torch threads per rank, set per job
 
 
 @dataclass
@@ -283,6 +291,35 @@ class Fig6:
     zfnet_noclip: str = v()
 
 
+SYNTHESIS_CLASSES = Check("'all', an int >= 0 (the first n classes) or a list of class indices >= 0",
+                          lambda v: v == "all" or (_is_int(v) and v >= 0)
+                          or (isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v)), alone=True)
+
+
+@dataclass
+class Synthesis:
+    """Network-centric synthesis in the visualize stage (zfnet.figures.synthesis.export_synthesis)."""
+
+    enabled: bool = v()
+    steps: int = v(check=ge(1))
+    lr: float = v(check=gt(0))
+    l2: float = v(check=ge(0))
+    tv: float = v(check=ge(0))
+    jitter: int = v(check=ge(0))
+    rotate: float = v(check=ge(0))
+    blur_every: int = v(check=ge(0))
+    param: str = v(check=one_of("fft", "pixel"))
+    classes: Any = v(check=SYNTHESIS_CLASSES)
+    max_classes: int = v(check=ge(1))
+    maps_per_layer: int = v(check=ge(1))
+    inversion_images: int = v(check=ge(0))
+    inversion_steps: int = v(check=ge(1))
+    inversion_tv: float = v(check=ge(0))
+    layers: Optional[List[str]] = v()
+    seed: int = v(check=ge(0))
+    threads: Optional[int] = v(check=ge(1))
+
+
 @dataclass
 class Visualize:
     out_dir: str = v()
@@ -300,6 +337,7 @@ class Visualize:
     weights: Optional[str] = v()        # a state-dict file for `model`
     layers: Optional[List[str]] = v()   # layer paths to analyse; null: the model's paper layers
     image_folder: Optional[str] = v()   # an ImageFolder-style folder; null: the prepared validation shards
+    synthesis: Synthesis = group(Synthesis)
 
 
 @dataclass
@@ -307,7 +345,6 @@ class Report:
     out: str = v()
     tables_dir: str = v()
     title: str = v()
-    wandb_figures_per_group: int = v(check=ge(0))
     figure_folders: List[str] = v()
 
 
@@ -322,6 +359,7 @@ class Wandb:
     log_checkpoints: bool = v()
     init_timeout: float = v(10.0, check=gt(0))  # optional: seconds wandb.init may wait for the server
     finish_timeout: float = v(600.0, check=ge(0))  # optional: seconds finish may wait for uploads (0: until done)
+    quiet: bool = v(True)  # optional: W&B's own console messages off (one line per stage instead)
 
 
 @dataclass
@@ -457,6 +495,50 @@ class Transfer:
 
 
 @dataclass
+class FinetuneStrategy:
+    trainable: str = v(check=one_of("last", "fc", "all"))
+    pretrained: bool = v()
+    lr: float = v(check=ge(0))
+    pretrained_lr: Optional[float] = v(None, check=ge(0))
+
+
+@dataclass
+class FinetuneAnalysis:
+    layer: Optional[str] = v()
+    maps: int = v(check=ge(1))
+    k: int = v(check=ge(1))
+
+
+@dataclass
+class Finetune:
+    """The finetune stage (zfnet.finetune): data, source network, learning curve, strategies."""
+    root: str = v()
+    classes: Optional[List[str]] = v(check=Check("a list of at least 2 distinct class names",
+                                                 lambda c: len(c) >= 2 and len(set(c)) == len(c)))
+    ground_truth: Optional[str] = v()
+    checkpoint: str = v()
+    model: Optional[str] = v()
+    weights: Optional[str] = v()
+    mean: Any = v()
+    std: Optional[List[float]] = v(check=length(3, each(gt(0))))
+    val_per_class: int = v(check=ge(1))
+    train_per_class: List[int] = v(check=nonempty(each(ge(1))))
+    epochs: int = v(check=ge(1))
+    batch_size: int = v(check=ge(1))
+    momentum: float = v(check=UNIT_INTERVAL_OPEN)
+    weight_decay: float = v(check=ge(0))
+    seed: int = v(check=ge(0))
+    workers: int = v(check=ge(1))
+    analysis: FinetuneAnalysis = group(FinetuneAnalysis)
+    only: Optional[str] = v()
+    out_dir: str = v()
+    metrics_dir: str = v()
+    models_dir: str = v()
+    table: str = v()
+    strategies: Dict[str, FinetuneStrategy] = v({})
+
+
+@dataclass
 class ClaimsEvolution:
     fraction: float = v(check=gt(0))
     early: List[str] = v(check=nonempty())
@@ -540,6 +622,31 @@ class Claims:
 
 
 @dataclass
+class Dissect:
+    """The dissect stage (zfnet.stages.dissect): probe set, model and layers, NetDissect's thresholds."""
+    probe_dir: str = v()
+    categories: Optional[List[str]] = v(check=nonempty())
+    max_images: Optional[int] = v(check=ge(1))
+    checkpoint: str = v()
+    model: Optional[str] = v()
+    weights: Optional[str] = v()
+    layers: Optional[List[str]] = v(check=nonempty())
+    input_size: Optional[int] = v(check=ge(8))
+    mean: Any = v()
+    std: Optional[List[float]] = v(check=length(3, each(gt(0))))
+    scale: float = v(check=gt(0))
+    quantile: float = v(check=between(0, 1, lo_open=True, hi_open=True))
+    iou_threshold: float = v(check=UNIT_INTERVAL_OPEN)
+    top_units: int = v(check=ge(1))
+    top_images: int = v(check=ge(1))
+    batch_size: int = v(check=ge(1))
+    device: Optional[str] = v()
+    figures_dir: str = v()
+    tables_dir: str = v()
+    metrics_path: str = v()
+
+
+@dataclass
 class Config:
     """The composed config (``conf/config.yaml`` + a profile; ``params.yaml``)."""
 
@@ -557,6 +664,8 @@ class Config:
     overlap: Overlap = group(Overlap)
     transfer: Transfer = group(Transfer)
     claims: Claims = group(Claims)
+    finetune: Finetune = group(Finetune)
+    dissect: Dissect = group(Dissect)
     seed: int = v(check=ge(0))
     profile: str = v()
 
@@ -572,6 +681,11 @@ CROSS_CHECKS: List[tuple] = [
      "expected one of transfer.features.layers={1!r}"),
     (("train.variant", "ablation"), lambda variant, rows: variant is None or variant in rows,
      "expected null or a Table 3 row of `ablation`: {1}"),
+    (("finetune.only", "finetune.strategies"), lambda only, rows: only is None or only in rows,
+     "expected null or a strategy of `finetune.strategies`: {1}"),
+    (("visualize.synthesis.layers", "visualize.layers"),
+     lambda syn, layers: syn is None or set(syn) <= set(layers or ("conv1", "conv2", "conv3", "conv4", "conv5")),
+     "expected null or a subset of the Fig. 2 layers, visualize.layers={1!r} (null: conv1..conv5)"),
 ]
 
 
