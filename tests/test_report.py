@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from browser import check_report
@@ -165,7 +166,8 @@ def test_report_of_a_pipeline_run_in_headless_chromium(tiny_pipeline, tmp_path):
     assert not check.problems, "\n".join(check.problems)
     pages = {p.name for p in check.pages}
     figures = json.loads((tiny_pipeline.work / "reports/figures/index.json").read_text())
-    assert pages == {"index.html", "transfer.html"} | {f"{group}.html" for group in figures}  # + the transfer stage's curves
+    folders = OmegaConf.load(tiny_pipeline.work / "params.yaml").report.figure_folders  # other stages' figures
+    assert pages == {"index.html"} | {f"{Path(f).name}.html" for f in folders} | {f"{group}.html" for group in figures}
     shown = {Path(unquote(urlsplit(img["url"]).path)).resolve() for imgs in check.images.values() for img in imgs}
     assert shown >= {(tiny_pipeline.work / p).resolve() for paths in figures.values() for p in paths}
     assert any(href.endswith("table3_ablation.csv") for href in check.links[index.resolve()])

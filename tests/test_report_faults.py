@@ -169,7 +169,13 @@ def test_claims_come_first_coloured_and_linked(run_outputs):
         def image(self, *args, **kwargs):
             pass
 
+        def images(self, images):
+            pass
+
         def summary(self, *args):
+            pass
+
+        def artifact(self, *args, **kwargs):
             pass
 
     tracker = Tracker()
