@@ -25,7 +25,7 @@ from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import center_crop
 from zfnet.io import write_json
-from zfnet.models.weights import load_model
+from zfnet.models.weights import load_model, read_state_dict
 
 
 def _centre(x: torch.Tensor, crop: int) -> torch.Tensor:
@@ -145,12 +145,8 @@ def build_model(v, num_classes: int) -> tuple[torch.nn.Module, str]:
         return model, str(getattr(model, "arch", type(model).__name__))
     state = None
     if v.get("weights"):
-        state = torch.load(v.weights, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        mats = [t for k, t in state.items() if k.endswith("weight") and t.ndim == 2]
-        num_classes = int(mats[-1].shape[0]) if mats else num_classes
+        state, found = read_state_dict(v.weights)
+        num_classes = found or num_classes
     if str(spec).startswith("torchvision:"):
         import torchvision
 

@@ -52,14 +52,11 @@ def load_source(model: str | None, weights: str | None, checkpoint: str | Path
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"finetune.weights={str(path)!r}: file not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    mats = [t for k, t in state.items() if k.endswith("weight") and t.ndim == 2]
-    if not mats:
+    from zfnet.models.weights import read_state_dict
+
+    state, num_classes = read_state_dict(path)
+    if num_classes is None:
         raise ValueError(f"finetune.weights={str(path)!r}: no 2-D weight (no fully connected layer) in the state dict")
-    num_classes = int(mats[-1].shape[0])
 
     def fresh() -> nn.Module:
         return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes).eval()

@@ -80,3 +80,14 @@ def load_model(path: str | Path, map_location: str = "cpu") -> torch.nn.Module:
     model = build(arch.pop("name"), arch.pop("num_classes"), **arch)
     model.load_state_dict(state)
     return model.eval()
+
+
+def read_state_dict(path: str | Path) -> tuple[dict, int | None]:
+    """A user's state-dict file (bare, or under ``state_dict`` / ``model``) and its class count, read from
+    its last 2-D weight (None when it has no fully connected layer)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    mats = [t for k, t in state.items() if k.endswith("weight") and t.ndim == 2]
+    return state, int(mats[-1].shape[0]) if mats else None
