@@ -13,6 +13,11 @@ transformation (``preprocess=False``); it is loaded from ``--lucent`` (a ``pip i
 folder holding torch-lucent 0.1.8, kornia 0.4.1 and decorator; IPython, imported only for notebook display,
 is stubbed).
 
+Bound (``ratio_model_only``): the same steps of the bare model, forward to conv5 and the input-gradient
+backward, 64 images at once against 64 calls of one: what batching itself buys on this machine, with the
+parameterization, transforms and optimizer free. ``synthesis_share_of_batched`` is that bare model time
+over the batched synthesis time (1.0: all of it is the model).
+
     .venv/bin/python benchmarks/bench_synthesis.py [--steps 16] [--channels 64] [--lucent /tmp/lucent]
 
 Writes ``benchmarks/results/synthesis.json``.
@@ -79,7 +84,30 @@ def main(argv=None) -> dict:
     def loop():
         out["loop"] = [maximize(model, [o], **kw) for o in objs]
 
-    times = {"batched": timed(batched)}
+    # What batching can buy on this machine at best: the bare forward to conv5 and the input-gradient
+    # backward, no parameterization, transforms or optimizer, for all 64 images at once against 64 calls of one.
+    x_all = torch.randn(args.channels, 3, 112, 112)
+
+    def fb(x):
+        x = x.clone().requires_grad_(True)
+        a = model.conv5(model.conv4(model.conv3(model.conv2(model.conv1(x)))))
+        obj = a[torch.arange(len(x)), torch.as_tensor(chans[: len(x)])].mean()
+        torch.autograd.grad(obj, x)  # the input's gradient only, as maximize computes it
+
+    def fb_batched():
+        for _ in range(args.steps):
+            fb(x_all)
+
+    def fb_loop():
+        for _ in range(args.steps):
+            for i in range(len(x_all)):
+                fb(x_all[i : i + 1])
+
+    times = {"model_only_batched": timed(fb_batched)}
+    LOG[-1]["what"] = "model_only_batched"
+    times["model_only_one_at_a_time"] = timed(fb_loop)
+    LOG[-1]["what"] = "model_only_one_at_a_time"
+    times["batched"] = timed(batched)
     LOG[-1]["what"] = "batched"
     times["one_at_a_time"] = timed(loop)
     LOG[-1]["what"] = "one_at_a_time"
@@ -91,6 +119,9 @@ def main(argv=None) -> dict:
                     "threads": torch.get_num_threads(), "python": platform.python_version()},
         "seconds": {k: round(v, 3) for k, v in times.items()},
         "ratio_one_at_a_time_over_batched": round(times["one_at_a_time"] / times["batched"], 2),
+        # the bound: the model's own forward+backward, batched vs one at a time (no synthesis code at all)
+        "ratio_model_only": round(times["model_only_one_at_a_time"] / times["model_only_batched"], 2),
+        "synthesis_share_of_batched": round(times["model_only_batched"] / times["batched"], 2),
         "mean_objective": {"batched": float(_conv5_means(model, b_img, chans).mean()),
                            "one_at_a_time": float(_conv5_means(model, l_img, chans).mean())},
         "batched_vs_loop_max_abs_image_diff": float((b_img - l_img).abs().max()),
