@@ -145,6 +145,45 @@ def test_quantile_threshold_is_exact_for_many_values():
                                    np.percentile(x.astype(np.float64), 100 * (1 - q), axis=1), rtol=1e-12)
 
 
+def test_windowed_tallies_equal_tallies_of_the_whole_upsampled_mask():
+    """_tally_pairs upsamples each pair's window only: the same tallies as thresholding the whole resized map
+    (maps with one, several or plateau values above the threshold; windows grouped by size, and the whole-map
+    path when windows are large)."""
+    from zfnet.analysis.dissection import _below, _tally_pairs, resize_maps
+
+    rng = np.random.default_rng(1)
+    n_labels, sh, sw = 7, 64, 48
+    labelcat = torch.zeros(n_labels, 2, dtype=torch.float64)
+    labelcat[1:4, 0] = labelcat[4:, 1] = 1
+    for h, w, spots in ((3, 3, 1), (13, 13, 1), (13, 9, 3), (6, 6, 20)):
+        m, units = 40, 5
+        maps = torch.from_numpy(rng.uniform(0, 1, (m, h, w)).astype(np.float32))
+        for k in range(m):  # a few values above 1: each pair's own hot spots
+            maps[k].view(-1)[torch.from_numpy(rng.choice(h * w, spots, replace=False))] = 2.0
+        thr = _below(torch.ones(units, dtype=torch.float64))
+        unit = torch.from_numpy(rng.integers(0, units, m))
+        img = torch.from_numpy(rng.integers(0, 3, m))
+        seg = torch.from_numpy(rng.integers(0, n_labels, (3, 2, sh, sw)))
+        scal = torch.zeros(3, n_labels)
+        scal[1, 5] = 1
+        got = [torch.zeros(units, n_labels, dtype=torch.float64), torch.zeros(units, 2, dtype=torch.float64)]
+        _tally_pairs(*got, maps, img, unit, thr, seg, scal, labelcat, n_labels, group=8)
+        # the whole map, thresholded, tallied directly
+        up = resize_maps(maps, sh, sw) > thr[unit][:, None, None]
+        both = torch.zeros(units, n_labels, dtype=torch.float64)
+        cat = torch.zeros(units, 2, dtype=torch.float64)
+        for k in range(m):
+            bt = torch.stack([(up[k] & (seg[img[k], d] == c)).sum() for c in range(n_labels)
+                              for d in range(2)]).reshape(n_labels, 2).sum(1).double()
+            bt[0] = 0
+            n_act = up[k].sum().double()
+            both[unit[k]] += bt + n_act * scal[img[k]].double()
+            cat[unit[k]] += n_act * (((bt + scal[img[k]].double()) @ labelcat) > 0)
+        assert both.sum() > 0
+        torch.testing.assert_close(got[0], both, rtol=0, atol=0)
+        torch.testing.assert_close(got[1], cat, rtol=0, atol=0)
+
+
 def test_resize_is_pils_bilinear_resize_of_a_float_image():
     from zfnet.analysis.dissection import resize_maps
 
