@@ -25,7 +25,7 @@ from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import center_crop
 from zfnet.io import write_json
-from zfnet.models.weights import load_model, read_state_dict
+from zfnet.models.weights import build_model, load_model
 
 
 def _centre(x: torch.Tensor, crop: int) -> torch.Tensor:
@@ -134,34 +134,6 @@ def write_invariance_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]
 def checkpoints_by_epoch(folder: Path) -> dict[str, torch.nn.Module]:
     found = sorted((int(m.group(1)), p) for p in folder.glob("epoch=*.ckpt") if (m := re.match(r"epoch=(\d+)", p.stem)))
     return {f"epoch {e}": load_model(p) for e, p in found}
-
-
-def build_model(v, num_classes: int) -> tuple[torch.nn.Module, str]:
-    """The model to visualize and its label: ``visualize.model`` (a registered name or ``torchvision:<arch>``)
-    with ``visualize.weights`` (a state-dict file), or the trained checkpoint ``visualize.checkpoint``."""
-    spec = v.get("model")
-    if not spec:
-        model = load_model(v.checkpoint)
-        return model, str(getattr(model, "arch", type(model).__name__))
-    state = None
-    if v.get("weights"):
-        state, found = read_state_dict(v.weights)
-        num_classes = found or num_classes
-    if str(spec).startswith("torchvision:"):
-        import torchvision
-
-        arch = str(spec).split(":", 1)[1]
-        if not hasattr(torchvision.models, arch):
-            raise ValueError(f"visualize.model: torchvision has no architecture {arch!r}")
-        model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-    else:
-        from zfnet.models import build
-
-        arch = str(spec)
-        model = build(arch, num_classes)
-    if state is not None:
-        model.load_state_dict(state)
-    return model.eval(), arch.replace("/", "_")
 
 
 def folder_inputs(cfg, folder, n: int):

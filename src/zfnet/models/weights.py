@@ -91,3 +91,30 @@ def read_state_dict(path: str | Path) -> tuple[dict, int | None]:
             state = state[key]
     mats = [t for k, t in state.items() if k.endswith("weight") and t.ndim == 2]
     return state, int(mats[-1].shape[0]) if mats else None
+
+
+def build_model(v, num_classes: int) -> tuple[torch.nn.Module, str]:
+    """A stage's model from its config block ``v`` and its label: ``v.model`` (a registered name or
+    ``torchvision:<arch>``) with ``v.weights`` (a state-dict file), or the trained checkpoint
+    ``v.checkpoint`` (the visualize and dissect stages)."""
+    spec = v.get("model")
+    if not spec:
+        model = load_model(v.checkpoint)
+        return model, str(getattr(model, "arch", type(model).__name__))
+    state = None
+    if v.get("weights"):
+        state, found = read_state_dict(v.weights)
+        num_classes = found or num_classes
+    if str(spec).startswith("torchvision:"):
+        import torchvision
+
+        arch = str(spec).split(":", 1)[1]
+        if not hasattr(torchvision.models, arch):
+            raise ValueError(f"model={spec!r}: torchvision has no architecture {arch!r}")
+        model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    else:
+        arch = str(spec)
+        model = build(arch, num_classes)
+    if state is not None:
+        model.load_state_dict(state)
+    return model.eval(), arch.replace("/", "_")

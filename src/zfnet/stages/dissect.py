@@ -20,15 +20,10 @@ def _device(name):
 
 def _model(c):
     """Our trained model (``dissect.checkpoint``), or a user's: ``dissect.model`` with ``dissect.weights``,
-    loaded as the visualize stage loads them (imported only then: it pulls in torchvision)."""
-    if c.get("model"):
-        from zfnet.visualize import build_model
+    loaded as the visualize stage loads them."""
+    from zfnet.models.weights import build_model
 
-        return build_model(c, 1000)
-    from zfnet.models.weights import load_model
-
-    model = load_model(c.checkpoint)
-    return model, str(getattr(model, "arch", type(model).__name__))
+    return build_model(c, 1000)
 
 
 DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # zfnet.figures.deconv's: the paper's layers
