@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zfnet.analysis.dissection import resize_maps
+from zfnet.analysis.dissection_tally import resize_maps
 from zfnet.io import atomic_path
 
 __all__ = ["layer_table", "top_units", "plot_detectors", "plot_units", "unit_maps"]
