@@ -36,3 +36,36 @@ def occlude(x: torch.Tensor, y: int, x0: int, size: int, fill: float = 0.0) -> t
     c = x.clone()
     c[..., y : y + size, x0 : x0 + size] = fill
     return c
+
+
+def photo_folder(root, per_class: int, hw: tuple[int, int], seed: int = 0):
+    """An ImageFolder tree ``root/photos/{cat,dog}/<i>.png`` of random RGB images; returns the folder."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = root / "photos"
+    for c in ("cat", "dog"):
+        (folder / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (*hw, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
+    return folder
+
+
+def user_model_config(tmp_path, resize: int, crop: int, history: str = "none.csv", **visualize):
+    """The visualize stage's config for a user's model (``torchvision:resnet18`` on ``tmp_path/photos``, no
+    training of ours): the shared skeleton, with ``visualize`` keys given by the test over it."""
+    from omegaconf import OmegaConf
+
+    none = str(tmp_path / "none")
+    return OmegaConf.create({
+        "seed": 0, "data": {"resize": resize, "crop": crop}, "prepare": {"out_dir": none},
+        "train": {"history_path": str(tmp_path / history)}, "demo_data": {"out_dir": none},
+        "visualize": {
+            "out_dir": str(tmp_path / "figures"), "checkpoint": "unused", "checkpoints_dir": str(tmp_path),
+            "tables_dir": str(tmp_path / "tables"), "curves_dir": None,
+            "correspondence": {"class": "x", "images": 2, "size": None, "repeats": 1},
+            "fig6": {"alexnet": "none", "zfnet": "none", "zfnet_noclip": "none"},
+            "model": "torchvision:resnet18", "image_folder": str(tmp_path / "photos"),
+        } | visualize,
+    })

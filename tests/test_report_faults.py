@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
+from helpers import photo_folder, user_model_config
 from PIL import Image
 
 from zfnet.report import display_frame, git_state, log_summary, write_report
@@ -261,11 +262,7 @@ def test_occlusion_images_are_those_the_model_classifies_correctly(tmp_path):
     there are when fewer than configured."""
     from zfnet.visualize import run
 
-    rng = np.random.default_rng(0)
-    for c in ("cat", "dog"):
-        (tmp_path / "photos" / c).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "photos" / c / f"{i}.png")
+    photo_folder(tmp_path, 2, (40, 40))
     weights = tmp_path / "dog.pt"
     import torchvision
 
@@ -274,19 +271,10 @@ def test_occlusion_images_are_those_the_model_classifies_correctly(tmp_path):
         model.fc.weight.zero_()
         model.fc.bias.copy_(torch.tensor([0.0, 5.0]))
     torch.save(model.state_dict(), weights)
-    cfg = OmegaConf.create({
-        "seed": 0, "data": {"resize": 36, "crop": 32}, "prepare": {"out_dir": str(tmp_path / "none")},
-        "train": {"history_path": str(tmp_path / "none.csv")}, "demo_data": {"out_dir": str(tmp_path / "none")},
-        "visualize": {
-            "out_dir": str(tmp_path / "figures"), "checkpoint": "unused", "checkpoints_dir": str(tmp_path),
-            "tables_dir": str(tmp_path / "tables"), "images": 4, "deconv": {"maps_per_layer": 1, "k": 1},
-            "occlusion": {"images": 3, "size": 16, "stride": 16}, "invariance": {"images": 1},
-            "curves_dir": None, "correspondence": {"class": "x", "images": 2, "size": None, "repeats": 1},
-            "fig6": {"alexnet": "none", "zfnet": "none", "zfnet_noclip": "none"},
-            "model": "torchvision:resnet18", "weights": str(weights), "layers": ["layer1", "layer2"],
-            "image_folder": str(tmp_path / "photos"),
-        },
-    })
+    cfg = user_model_config(
+        tmp_path, 36, 32, images=4, deconv={"maps_per_layer": 1, "k": 1},
+        occlusion={"images": 3, "size": 16, "stride": 16}, invariance={"images": 1},
+        weights=str(weights), layers=["layer1", "layer2"])
     figures = run(cfg)
     assert sorted(Path(p).name for p in figures["occlusion"]) == ["occlusion_002.png", "occlusion_003.png"]
 

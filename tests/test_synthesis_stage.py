@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import photo_folder, user_model_config
 from PIL import Image
 
 from conftest import offline_records
@@ -96,32 +97,18 @@ def test_disabled_writes_no_synthesis(tiny_cfg, prepared_and_model):
 def test_a_user_model_synthesizes_its_outputs_up_to_the_cap_at_its_layers(tmp_path):
     """A torchvision model from config: classes are its outputs (capped by ``max_classes``), layers the
     user's ``visualize.layers`` (the Fig. 2 layers)."""
-    from omegaconf import OmegaConf
-
     from zfnet.visualize import run
 
-    rng = np.random.default_rng(0)
-    for c in ("cat", "dog"):
-        (tmp_path / "photos" / c).mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "photos" / c / "0.png")
+    photo_folder(tmp_path, 1, (40, 40))
     import torchvision
 
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None, num_classes=7).state_dict(), tmp_path / "w.pt")
-    cfg = OmegaConf.create({
-        "seed": 0, "data": {"resize": 36, "crop": 32}, "prepare": {"out_dir": str(tmp_path / "none")},
-        "train": {"history_path": str(tmp_path / "none.csv")}, "demo_data": {"out_dir": str(tmp_path / "none")},
-        "visualize": {
-            "out_dir": str(tmp_path / "figures"), "checkpoint": "unused", "checkpoints_dir": str(tmp_path),
-            "tables_dir": str(tmp_path / "tables"), "images": 2, "deconv": {"maps_per_layer": 2, "k": 1},
-            "occlusion": {"images": 1, "size": 16, "stride": 16}, "invariance": {"images": 1},
-            "curves_dir": None, "correspondence": {"class": "x", "images": 2, "size": None, "repeats": 1},
-            "fig6": {"alexnet": "none", "zfnet": "none", "zfnet_noclip": "none"},
-            "model": "torchvision:resnet18", "weights": str(tmp_path / "w.pt"), "layers": ["layer1", "layer3"],
-            "image_folder": str(tmp_path / "photos"),
-            "synthesis": {"steps": 1, "inversion_steps": 1, "inversion_images": 1, "classes": "all", "max_classes": 5},
-        },
-    })
+    cfg = user_model_config(
+        tmp_path, 36, 32, images=2, deconv={"maps_per_layer": 2, "k": 1},
+        occlusion={"images": 1, "size": 16, "stride": 16}, invariance={"images": 1},
+        weights=str(tmp_path / "w.pt"), layers=["layer1", "layer3"],
+        synthesis={"steps": 1, "inversion_steps": 1, "inversion_images": 1, "classes": "all", "max_classes": 5})
     run(cfg)
     index = json.loads((tmp_path / "figures" / "synthesis" / "index.json").read_text())
     fig2 = json.loads((tmp_path / "figures" / "deconv" / "index.json").read_text())
