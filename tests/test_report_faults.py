@@ -127,10 +127,11 @@ def run_outputs(tiny_cfg, tmp_path):
     figures = Path(cfg.visualize.out_dir)
     for group in ("occlusion", "fig6"):
         _png(figures / group / "a.png")
-    demo = Path(cfg.demo_data.out_dir)
-    demo.mkdir(parents=True)
-    (demo / "summary.json").write_text(json.dumps({"imagenet": {"classes": 10, "train": 400, "val": 100},
-                                                   "caltech101": {"classes": 4, "images": 160}}))
+    prepared = Path(cfg.prepare.out_dir)
+    prepared.mkdir(parents=True, exist_ok=True)
+    (prepared / "classes.json").write_text(json.dumps({"wnids": [f"n{i:08d}" for i in range(10)]}))
+    (prepared / "stats.json").write_text(json.dumps({"train": {"seen": 401, "written": 400, "rejected": 1},
+                                                     "val": {"seen": 100, "written": 100, "rejected": 0}}))
     return cfg, tmp_path
 
 
@@ -198,6 +199,9 @@ def test_demo_banner_on_top_and_table7_says_its_training_sizes(run_outputs):
     banner = text.index('class="banner"')
     assert banner < text.index("<nav>") and banner < text.index('id="figures"')
     assert "Synthetic demo data (profile tiny)" in text and "10 classes, 400 train + 100 val images" in text
+    # the reduced-run notice: each departure from the paper's setting with the key that sets it
+    assert "Reduced run" in text and "<code>train.epochs</code>" in text and "ImageNet classes: <strong>10</strong>" in text
+    assert "ImageNet 2012: synthetic demo data" in text
     assert "ours 2 (caltech101), 2 (caltech256)" in text and "the paper&#x27;s 30 (caltech101), 60 (caltech256)" in text
     assert 'class="banner"' in (Path(cfg.report.out).parent / "pages/occlusion.html").read_text()
 

@@ -337,6 +337,7 @@ class Visualize:
     weights: Optional[str] = v()        # a state-dict file for `model`
     layers: Optional[List[str]] = v()   # layer paths to analyse; null: the model's paper layers
     image_folder: Optional[str] = v()   # an ImageFolder-style folder; null: the prepared validation shards
+    ground_truth: Optional[str] = v()   # folder of ground truth the dataset lacks (landmarks.csv for Table 1)
     synthesis: Synthesis = group(Synthesis)
 
 

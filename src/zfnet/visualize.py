@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 
 from zfnet.figures.filters import save_filters
+from zfnet.figures.tables import write_unmeasured_table
 from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import center_crop
@@ -99,22 +101,50 @@ def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str], note: str = "") 
     return {"images": rows, "summary": summary}
 
 
-def part_images(cfg, mean_full: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]] | None:
-    """Images of the correspondence class with their landmarks in input coordinates, or None."""
-    from zfnet.data.groundtruth import imagenet_table, landmarks
+def part_images(cfg, mean_full: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]] | str:
+    """Validation images of the correspondence class with their part landmarks in input coordinates, or the
+    reason there are none (Table 1 is then reported "not measurable").
 
-    try:
-        table = imagenet_table(cfg.demo_data.out_dir)
-    except FileNotFoundError:
-        return None
+    The landmarks come from ``<visualize.ground_truth>/landmarks.csv`` (``ImageId,part,x,y``, see
+    :func:`zfnet.data.groundtruth.read_landmarks`): the demo writes its face class's eyes and nose there; real
+    ImageNet has no landmarks, so Table 1 needs a user's file. Images are the validation images of
+    ``data.imagenet_root`` whose name is an ``ImageId`` with every part, of class
+    ``visualize.correspondence.class`` (null: any class), the first ``visualize.correspondence.images``."""
+    from zfnet.data import imagenet
+    from zfnet.data.groundtruth import read_landmarks, to_input
+
     wanted = cfg.visualize.correspondence
-    rows = table[(table.wnid == wanted["class"]) & (table.split == "val") & table.nose_x.notna()].head(int(wanted.images))
-    if len(rows) < 2:
-        return None
-    root = Path(cfg.demo_data.out_dir)
-    full = torch.stack([torch.from_numpy(center_crop(root / p, int(cfg.data.resize))).permute(2, 0, 1).float() for p in rows.path])
-    images = _centre(full - mean_full, int(cfg.data.crop))
-    return images, landmarks(rows, int(cfg.data.resize), int(cfg.data.crop))
+    gt = cfg.visualize.get("ground_truth")
+    source = Path(gt) / "landmarks.csv" if gt else None
+    if source is None or not source.is_file():
+        return (f"no part landmarks: {source} does not exist (visualize.ground_truth; ImageNet has none: write "
+                f"ImageId,part,x,y rows there to measure Table 1)" if source else "no part landmarks (visualize.ground_truth is null)")
+    table = read_landmarks(source)
+    parts = list(dict.fromkeys(table.part))  # in the file's order (Table 1's row order)
+    complete = table.groupby("ImageId").part.nunique() == len(parts)
+    ids = set(complete[complete].index)
+    root = Path(cfg.data.imagenet_root)
+    wnids, _ = imagenet.classes(root)
+    val = imagenet.val_split(root)
+    label = wnids.index(wanted["class"]) if wanted.get("class") in wnids else None
+    if wanted.get("class") and label is None:
+        return f"visualize.correspondence.class={wanted['class']!r} is not a class of {root}"
+    chosen = [p for p, l in zip(val.paths, val.labels) if p.stem in ids and (label is None or l == label)]
+    chosen = chosen[: int(wanted.images)]
+    if len(chosen) < 2:
+        return (f"{len(chosen)} validation image(s) of class {wanted.get('class')} have all parts ({', '.join(parts)}) "
+                f"in {source}: at least 2 are needed")
+    resize, crop = int(cfg.data.resize), int(cfg.data.crop)
+    full = torch.stack([torch.from_numpy(center_crop(p, resize)).permute(2, 0, 1).float() for p in chosen])
+    images = _centre(full - mean_full, crop)
+    sizes = [Image.open(p).size for p in chosen]
+    by_id = table.set_index(["ImageId", "part"])
+    points = {}
+    for part in parts:
+        xy = np.array([by_id.loc[(p.stem, part), ["x", "y"]].to_numpy(float).reshape(-1, 2)[0] for p in chosen])
+        x, y = to_input(xy[:, 0], xy[:, 1], np.array([w for w, _ in sizes]), np.array([h for _, h in sizes]), resize, crop)
+        points[part] = np.stack([x, y], axis=1)
+    return images, points
 
 
 def write_invariance_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -215,10 +245,13 @@ def run(cfg) -> dict[str, list[str]]:
         model, images[: int(v.invariance.images)], labels[: int(v.invariance.images)], out,
         class_names=classes["names"], occlusion=False,
         invariance={"max_images": int(v.invariance.images), **({} if own else {"layers": [layers[0], layers[-1]]})},
-        correspondence_images=parts[0] if parts else None, landmarks=parts[1] if parts else None,
+        correspondence_images=parts[0] if isinstance(parts, tuple) else None,
+        landmarks=parts[1] if isinstance(parts, tuple) else None,
         correspondence={k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None},
         tables_dir=v.tables_dir, mean=mean)
     figures.update(sens.figures)
+    if isinstance(parts, str) and v.get("tables_dir"):  # Table 1 says why it is missing (the claims stage shows it)
+        write_unmeasured_table(parts, v.tables_dir, "table1_correspondence")
     if "invariance" in sens.tables and v.get("curves_dir"):
         write_invariance_curves(sens.tables["invariance"], v.curves_dir)
     summary = occlusion_vs_boxes(cfg, list(occ_sens.maps), [paths[i] for i in chosen], note=occ_note)

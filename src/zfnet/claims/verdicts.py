@@ -261,6 +261,9 @@ def correspondence(table: pd.DataFrame | None, p: Mapping) -> list[Claim]:
               statistic="relative gap at layer 7 vs at layer 5", paper="", figure="table1_correspondence")
     if table is None or table.empty:
         return [_na(b1, "no Table 1 (reports/tables/table1_correspondence.csv)"), _na(b2, "no Table 1")]
+    if "not_measurable" in table.columns:  # the visualize stage could not measure it on this data, and says why
+        reason = str(table["not_measurable"].iloc[0])
+        return [_na(b1, reason), _na(b2, reason)]
     names = table["occlusion"].astype(str).str.lower()
     parts, rand = table[names.str.contains("eye|nose")], table[names.str.contains("random")]
     if parts.empty or rand.empty:

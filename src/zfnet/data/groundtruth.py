@@ -35,6 +35,25 @@ def imagenet_table(demo_root: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+LANDMARK_COLUMNS = ("ImageId", "part", "x", "y")
+
+
+def read_landmarks(path: str | Path) -> pd.DataFrame:
+    """Part landmarks of validation images (Table 1's correspondence study) from a CSV with the columns
+    ``ImageId,part,x,y``: the image's file name without suffix (ImageNet's ``ILSVRC2012_val_00000001``, as in
+    ``LOC_val_solution.csv``), a part name (any: ``left_eye``, ``nose``, ...), and the landmark in the original
+    image's pixel coordinates. Real ImageNet has no landmarks: a user who wants Table 1 writes this file."""
+    path = Path(path)
+    table = pd.read_csv(path, dtype={"ImageId": str, "part": str})
+    missing = [c for c in LANDMARK_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: expected the columns {','.join(LANDMARK_COLUMNS)}; missing {', '.join(missing)}")
+    bad = table[pd.to_numeric(table.x, errors="coerce").isna() | pd.to_numeric(table.y, errors="coerce").isna()]
+    if len(bad):
+        raise ValueError(f"{path}: x and y must be numbers (row {int(bad.index[0]) + 2}: {bad.iloc[0].to_dict()})")
+    return table.astype({"x": float, "y": float})
+
+
 def landmarks(table: pd.DataFrame, resize: int, crop: int) -> dict[str, np.ndarray]:
     """Per part, (N, 2) xy in input coordinates for the rows of ``table`` (rows with landmarks only)."""
     out = {}

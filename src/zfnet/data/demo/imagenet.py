@@ -43,8 +43,9 @@ def _imagenet_plan(c, root: Path):
 
 
 def write_files(c: dict, inet_root: Path, gt: Path, inet_tasks, inet_meta, wnids, res: dict) -> None:
-    """ground_truth/imagenet.csv, LOC_val_solution.csv, LOC_synset_mapping.txt and the devkit files."""
-    rows, val_rows = [], []
+    """ground_truth/imagenet.csv, ground_truth/landmarks.csv (the validation images' part landmarks in the
+    format a user gives for real ImageNet), LOC_val_solution.csv, LOC_synset_mapping.txt and the devkit files."""
+    rows, val_rows, landmark_rows = [], [], []
     for i, (t, m) in enumerate(zip(inet_tasks, inet_meta)):
         r = res[i]
         o = r["objects"][0]
@@ -55,7 +56,12 @@ def write_files(c: dict, inet_root: Path, gt: Path, inet_tasks, inet_meta, wnids
         if m["split"] == "val":
             x0, y0, x1, y1 = o["box"]
             val_rows.append([Path(t["rel"]).stem, f"{m['wnid']} {x0} {y0} {x1} {y1}"])
+            cells = dict(zip(GT_COLUMNS_IMAGENET, rows[-1]))
+            for part in ("right_eye", "left_eye", "nose"):  # Table 1's row order
+                if cells[f"{part}_x"] != "":
+                    landmark_rows.append([Path(t["rel"]).stem, part, cells[f"{part}_x"], cells[f"{part}_y"]])
     _write_csv(gt / "imagenet.csv", GT_COLUMNS_IMAGENET, rows)
+    _write_csv(gt / "landmarks.csv", ["ImageId", "part", "x", "y"], landmark_rows)
     _write_csv(inet_root / "LOC_val_solution.csv", ["ImageId", "PredictionString"], sorted(val_rows))
     with open(inet_root / "LOC_synset_mapping.txt", "w", encoding="utf-8", newline="\n") as f:
         for w in wnids:
