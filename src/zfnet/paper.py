@@ -30,4 +30,8 @@ SETTING: dict[str, tuple[object, str]] = {
     "table3.epochs": (70, "Table 3: epochs per row"),
     "table3.width": (1.0, "Table 3: width multiplier"),
     "visualize.images": ("all", "Fig. 2: validation images searched for the top 9"),
+    "transfer.caltech101.train_per_class": ([15, 30], "Table 4: training images per class"),
+    "transfer.caltech256.train_per_class": ([15, 30, 45, 60], "Table 5: training images per class"),
+    "transfer.table7.caltech101": (30, "Table 7: Caltech-101 training images per class"),
+    "transfer.table7.caltech256": (60, "Table 7: Caltech-256 training images per class"),
 }

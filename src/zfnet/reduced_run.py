@@ -65,6 +65,9 @@ def _read(path: Path) -> dict | None:
 
 
 def _same(ours, paper) -> bool:
+    if isinstance(paper, list):
+        ours = OmegaConf.to_container(ours) if OmegaConf.is_config(ours) else ours
+        return isinstance(ours, (list, tuple)) and len(ours) == len(paper) and all(map(_same, ours, paper))
     if isinstance(paper, (int, float)) and not isinstance(paper, bool):
         try:
             return abs(float(ours) - float(paper)) < 1e-12
