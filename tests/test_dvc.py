@@ -146,7 +146,7 @@ READS = {
     "train_noclip": ["seed", "data", "model", "train", "trainer", "table3.epochs", "table3.width"],
     "table3": ["ablation"],
     "transfer": ["transfer", "data.resize", "data.crop", "model"],
-    "visualize": ["visualize", "data.resize", "data.crop", "seed"],
+    "visualize": ["visualize", "data.resize", "data.crop", "data.imagenet_root", "data.val_boxes", "seed"],
     "claims": ["claims", "data.crop", "seed"],
     "dissect": ["dissect", "data.crop"],
     "report": ["report", "profile", "model.name", "data.imagenet_root", "overlap.remove"],
@@ -162,6 +162,7 @@ _TRAINING_NOT_READ = {
     "data.imagenet_root": "prepare's input: training reads the prepared shards (a dep)",
     "data.resize": "prepare's: the shards are already resized",
     "data.batch_size": "read by no stage (train.batch_size is the batch)",
+    "data.val_boxes": "the visualize stage's (Fig. 7's boxes): training never reads it",
 }
 NOT_READ = {
     "overlap": {"overlap.remove": "prepare's: the overlap stage always lists the copies in removed.txt"},

@@ -215,17 +215,35 @@ def _maps(min_at, target, predicted, n=8, size=8):
             "unoccluded": {"prob": 0.9, "top_class": predicted}}
 
 
+def _imagenet_root(root, solution: str | None = None, n=4, size=(64, 64)):
+    """A flat-val ImageNet root (train/n1, train/n2; val/ILSVRC2012_val_0000000<i>.JPEG) with ``solution``
+    as its LOC_val_solution.csv."""
+    from PIL import Image
+
+    for wnid in ("n1", "n2"):
+        (root / "train" / wnid).mkdir(parents=True)
+    (root / "val").mkdir()
+    paths = [root / "val" / f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, n + 1)]
+    for p in paths:
+        Image.new("RGB", size).save(p)
+    if solution is not None:
+        (root / "LOC_val_solution.csv").write_text(solution)
+    return [str(p) for p in paths]
+
+
+def _boxes_cfg(root, **data):
+    return OmegaConf.create({"data": {"imagenet_root": str(root), "val_boxes": None, "resize": 64, "crop": 64, **data},
+                             "prepare": {"out_dir": str(root / "no-prepared")}})
+
+
 @pytest.fixture
 def boxes_cfg(tmp_path):
-    """Ground truth of 64x64 images (input = image: resize = crop = 64), each box x, y in [0, 31]: the square's
-    centres 4, 12, ..., 60 fall inside for 4 of 8 positions per axis, a chance of 1/4."""
-    gt = tmp_path / "demo/ground_truth"
-    gt.mkdir(parents=True)
-    rows = [{"split": "val", "path": f"val/{i}.JPEG", "wnid": "n1", "label": 0, "width": 64, "height": 64,
-             "xmin": 0, "ymin": 0, "xmax": 31, "ymax": 31 if i < 3 else 63} for i in range(4)]
-    pd.DataFrame(rows).to_csv(gt / "imagenet.csv", index=False)
-    cfg = OmegaConf.create({"demo_data": {"out_dir": str(tmp_path / "demo")}, "data": {"resize": 64, "crop": 64}})
-    return cfg, [str(tmp_path / "demo" / r["path"]) for r in rows]
+    """A flat val folder of 64x64 images (input = image: resize = crop = 64) with Kaggle's LOC_val_solution.csv,
+    each box x, y in [0, 31] of class n1 (label 0): the square's centres 4, 12, ..., 60 fall inside for 4 of 8
+    positions per axis, a chance of 1/4."""
+    rows = [f"ILSVRC2012_val_{i:08d},n1 0 0 31 {31 if i < 4 else 63}" for i in range(1, 5)]
+    paths = _imagenet_root(tmp_path / "inet", "ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+    return _boxes_cfg(tmp_path / "inet"), paths
 
 
 def test_occlusion_inside_the_box_against_chance(boxes_cfg):
@@ -256,8 +274,35 @@ def test_occlusion_p_value_with_unequal_chances_and_none_correct(boxes_cfg):
 
 
 def test_no_ground_truth_no_box_statistic(tmp_path):
-    cfg = OmegaConf.create({"demo_data": {"out_dir": str(tmp_path)}, "data": {"resize": 64, "crop": 64}})
-    assert occlusion_vs_boxes(cfg, [_maps((0, 0), 0, 0)], [str(tmp_path / "x.JPEG")]) == {}
+    paths = _imagenet_root(tmp_path / "inet")  # labels from val class folders, say: no box file anywhere
+    assert occlusion_vs_boxes(_boxes_cfg(tmp_path / "inet"), [_maps((0, 0), 0, 0)], paths[:1]) == {}
+
+
+def test_several_boxes_only_the_true_class_counts(tmp_path):
+    """One image 128 wide, 64 high: resize 64 keeps it, the centre crop is x in [32, 96). Boxes of n1 (label 0):
+    x 32..63 and 64..95, y 0..15 -> input x [0, 32) and [32, 64), y [0, 16); n2's box (the whole image, input
+    x [-32, 96)) does not count for n1."""
+    solution = "ImageId,PredictionString\nILSVRC2012_val_00000001,n1 32 0 63 15 n2 0 0 127 63 n1 64 0 95 15\n"
+    paths = _imagenet_root(tmp_path / "inet", solution, n=1, size=(128, 64))
+    cfg = _boxes_cfg(tmp_path / "inet")
+    # centres 4, 12, ..., 60: every x is in one of the two boxes, y in [0, 16) for 2 of 8: chance 1/4
+    got = occlusion_vs_boxes(cfg, [_maps((1, 6), 0, 0)], paths)["images"][0]  # minimum at x 52, y 12
+    assert got["inside"] is True and got["chance"] == 0.25
+    assert got["boxes"] == [[0.0, 0.0, 32.0, 16.0], [32.0, 0.0, 64.0, 16.0]] and got["box"] == [32.0, 0.0, 64.0, 16.0]
+    assert occlusion_vs_boxes(cfg, [_maps((3, 6), 0, 0)], paths)["images"][0]["inside"] is False  # y 28: only n2's
+    got = occlusion_vs_boxes(cfg, [_maps((3, 6), 1, 1)], paths)["images"][0]  # true class n2: its box, everywhere
+    assert (got["inside"], got["chance"], got["boxes"]) == (True, 1.0, [[-32.0, 0.0, 96.0, 64.0]])
+
+
+def test_box_xmls_where_config_points(tmp_path):
+    """data.val_boxes: a folder of bounding-box XMLs (sizes from the XML, not the image file)."""
+    paths = _imagenet_root(tmp_path / "inet", n=1, size=(64, 64))
+    (tmp_path / "xml").mkdir()
+    (tmp_path / "xml" / "ILSVRC2012_val_00000001.xml").write_text(
+        "<annotation><size><width>128</width><height>128</height></size><object><name>n1</name>"
+        "<bndbox><xmin>0</xmin><ymin>0</ymin><xmax>63</xmax><ymax>63</ymax></bndbox></object></annotation>")
+    got = occlusion_vs_boxes(_boxes_cfg(tmp_path / "inet", val_boxes=str(tmp_path / "xml")), [_maps((1, 1), 0, 0)], paths)
+    assert got["images"][0]["boxes"] == [[0.0, 0.0, 32.0, 32.0]] and got["images"][0]["chance"] == 0.25
 
 
 @pytest.mark.usefixtures("one_thread")

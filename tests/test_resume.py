@@ -172,22 +172,24 @@ def test_interrupted_run_resumes_without_its_history_csv(tiny_cfg, prepared_dir,
     assert not (tmp_path / "M" / "previous").exists()
 
 
-def test_corrupt_last_ckpt_resumes_from_the_newest_epoch_ckpt(tiny_cfg, prepared_dir, tmp_path, reference,  # noqa: F811
-                                                               monkeypatch, caplog):
+def test_corrupt_last_ckpt_trains_afresh_and_keeps_the_epoch_ckpts(tiny_cfg, prepared_dir, tmp_path, reference,  # noqa: F811
+                                                                   monkeypatch, caplog):
+    """epoch=NN.ckpt hold weights only (no momentum, no loop or RNG state): not a resume point."""
     cfg = configure(tiny_cfg, prepared_dir, out="M")
     interrupted(monkeypatch, cfg, "m.json", "h.csv", at_epoch=3)  # last.ckpt: epoch 2; epoch=01.ckpt
-    last = tmp_path / "M" / "last.ckpt"
+    last, epoch1 = tmp_path / "M" / "last.ckpt", (tmp_path / "M" / "epoch=01.ckpt").read_bytes()
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING, logger="zfnet.training.run"):
         metrics = train_stage(cfg, "m.json", "h.csv")
-    assert metrics["resumed"] is True
+    assert metrics["resumed"] is False
     [corrupt] = (tmp_path / "M").glob("last.ckpt.corrupt-*")
     assert corrupt.read_bytes() == data[: len(data) // 2]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("M/last.ckpt:" in w and "not a readable checkpoint" in w and f"M/{corrupt.name}" in w
                for w in warnings), warnings
-    assert any("epoch=01.ckpt" in w and "resuming" in w for w in warnings), warnings
+    [aside] = (tmp_path / "M" / "previous").iterdir()  # the earlier run's weights, kept
+    assert (aside / "epoch=01.ckpt").read_bytes() == epoch1
     assert_same_as_reference(reference, tmp_path / "M", metrics, tmp_path / "h.csv")
 
 
@@ -200,11 +202,51 @@ def test_corrupt_checkpoints_without_a_readable_one_train_afresh(tiny_cfg, prepa
         (tmp_path / "M" / name).write_bytes(b"not a zip archive")
     with caplog.at_level(logging.WARNING, logger="zfnet.training.run"):
         assert train_stage(cfg, "m.json", "h.csv")["resumed"] is False
-    for name in ("last.ckpt", "epoch=01.ckpt"):
-        [aside] = (tmp_path / "M").glob(f"{name}.corrupt-*")
-        assert aside.read_bytes() == b"not a zip archive"
-        assert any(f"M/{name}:" in r.getMessage() for r in caplog.records), name
+    [aside] = (tmp_path / "M").glob("last.ckpt.corrupt-*")
+    assert aside.read_bytes() == b"not a zip archive"
+    assert any("M/last.ckpt:" in r.getMessage() for r in caplog.records)
+    [previous] = (tmp_path / "M" / "previous").iterdir()  # moved aside with the rest of the run, unread
+    assert (previous / "epoch=01.ckpt").read_bytes() == b"not a zip archive"
     assert [int(r["epoch"]) for r in rows(tmp_path / "h.csv")] == [1, 2]
+
+
+def test_evolution_checkpoints_hold_the_weights_of_their_epoch_only(tiny_cfg, prepared_dir, tmp_path,  # noqa: F811
+                                                                    monkeypatch):
+    """epoch=NN.ckpt: that epoch's weights (equal to the full last.ckpt Lightning wrote at the same epoch, and
+    to model.pt at the last), the run's fingerprint, no optimizer or loop state; every analysis reads it."""
+    from zfnet.claims.collect import _checkpoint_weights, layer_weights
+    from zfnet.training.checkpoints import RUN_KEY
+    from zfnet.visualize import checkpoints_by_epoch
+
+    cfg = configure(tiny_cfg, prepared_dir, out="M")
+    interrupted(monkeypatch, cfg, "m.json", "h.csv", at_epoch=2)  # last.ckpt: the full state after epoch 1
+    full = torch.load(tmp_path / "M" / "last.ckpt", weights_only=True)
+    epoch1 = torch.load(tmp_path / "M" / "epoch=01.ckpt", weights_only=True)
+    assert {"optimizer_states", "lr_schedulers", "callbacks", "loops"} <= full.keys()
+    assert not {"optimizer_states", "lr_schedulers", "callbacks", "loops", "rng_state"} & epoch1.keys()
+    assert epoch1[RUN_KEY] == full[RUN_KEY] and epoch1[RUN_KEY]["epochs_done"] == 1
+    assert epoch1["state_dict"].keys() == full["state_dict"].keys()
+    for key, value in full["state_dict"].items():
+        assert torch.equal(epoch1["state_dict"][key], value), key
+    assert (tmp_path / "M" / "epoch=01.ckpt").stat().st_size < 0.6 * (tmp_path / "M" / "last.ckpt").stat().st_size
+
+    train_stage(cfg, "m.json", "h.csv")  # resumed from last.ckpt to the end
+    final = torch.load(tmp_path / "M" / "model.pt", weights_only=True)["state_dict"]
+    expected = {1: {k.removeprefix("model."): v for k, v in full["state_dict"].items() if k.startswith("model.")},
+                3: final}
+    by_label = checkpoints_by_epoch(tmp_path / "M")  # visualize: Fig. 4's evolution
+    claims = _checkpoint_weights(tmp_path / "M")  # claims: the evolution findings
+    assert list(by_label) == ["epoch 1", "epoch 3"] and sorted(claims) == [1, 3]
+    for epoch, weights in expected.items():
+        loaded = load_model(tmp_path / "M" / f"epoch={epoch:02d}.ckpt")  # zfnet.models.weights / notebooks
+        for model in (loaded, by_label[f"epoch {epoch}"]):
+            assert model.state_dict().keys() == weights.keys()
+            for key, value in model.state_dict().items():
+                assert torch.equal(value, weights[key]), (epoch, key)
+        reference_layers = layer_weights(loaded)
+        assert claims[epoch].keys() == reference_layers.keys() and len(claims[epoch]) >= 5
+        for layer, value in claims[epoch].items():
+            assert torch.equal(value, reference_layers[layer]), (epoch, layer)
 
 
 def test_changed_code_is_not_resumed(tiny_cfg, prepared_dir, tmp_path, monkeypatch):  # noqa: F811

@@ -185,6 +185,7 @@ class DemoData:
 @dataclass
 class Data:
     imagenet_root: str = v()
+    val_boxes: Optional[str] = v()
     resize: int = v(check=ge(1))
     crop: int = v(check=ge(1))
     crops: str = v(check=one_of("ten", "random"))

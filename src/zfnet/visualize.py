@@ -53,39 +53,64 @@ def network_inputs(prepared_dir: Path, crop: int, n: int) -> tuple[torch.Tensor,
 
 
 def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str], note: str = "") -> dict:
-    """Where each image's probability minimum falls relative to its object box (from ground truth), against
-    chance: ``{"images": [...], "summary": {...}}``, or ``{}`` without ground truth.
+    """Where each image's probability minimum falls relative to its true class's object boxes, against
+    chance: ``{"images": [...], "summary": {...}}``, or ``{}`` without ground-truth boxes.
 
-    Per image: ``inside`` (the true-class probability's minimum lies inside the box), ``chance`` (the
-    fraction of the square's positions whose centre falls in the box: where a random position would land),
-    ``label``, ``predicted`` (the model's top-1 on the unoccluded image), ``correct``. The summary counts the
-    correctly classified images (all of them when none is), with the count expected by chance and the
-    one-sided Poisson-binomial p-value P(inside count >= observed) under random positions."""
-    from zfnet.data.groundtruth import boxes, imagenet_table
+    Boxes: ImageNet's validation boxes of ``data.imagenet_root`` (Kaggle's ``LOC_val_solution.csv`` or the
+    bounding-box XMLs, or ``data.val_boxes``; the demo writes the CSV too), read by
+    ``zfnet.data.imagenet_boxes`` for these images only (matched by file stem, ``ILSVRC2012_val_NNNNNNNN``),
+    and carried into the network's input like the demo's (``zfnet.data.groundtruth.input_boxes``). An image
+    may have several boxes: only those of its true class count, and a position is "in the box" when it lies
+    in any of them. Images without a box of their class are left out.
 
-    try:
-        table = imagenet_table(cfg.demo_data.out_dir)
-    except FileNotFoundError:
+    Per image: ``inside`` (the true-class probability's minimum lies inside a box), ``chance`` (the fraction
+    of the square's positions whose centre falls in a box: where a random position would land), ``label``,
+    ``predicted`` (the model's top-1 on the unoccluded image), ``correct``, ``box`` (the box holding the
+    minimum, else the first) and ``boxes`` (all of the class's). The summary counts the correctly classified
+    images (all of them when none is), with the count expected by chance and the one-sided Poisson-binomial
+    p-value P(inside count >= observed) under random positions."""
+    from PIL import Image
+
+    from zfnet.data import imagenet, imagenet_boxes
+    from zfnet.data.groundtruth import input_boxes
+
+    root = cfg.data.get("imagenet_root")
+    source = imagenet_boxes.find(root, cfg.data.get("val_boxes"))
+    if source is None:
         return {}
-    root = Path(cfg.demo_data.out_dir).resolve()
-    by_path = {str((root / p).resolve()): row for p, row in zip(table.path, table.itertuples(index=False))}
+    found = imagenet_boxes.read(source, [Path(p).stem for p in paths])
+    classes_file = Path(cfg.prepare.out_dir) / "classes.json" if cfg.get("prepare") else None
+    wnids = (json.loads(classes_file.read_text()).get("wnids") if classes_file and classes_file.is_file() else None) \
+        or imagenet.classes(root)[0]  # the prepared labels' order: sorted wnids
     rows = []
     for m, path in zip(maps, paths):
-        row = by_path.get(str(Path(path).resolve()))
-        if row is None:
+        entry, label = found.get(Path(path).stem), int(m["target"])
+        corners = entry.of_class(wnids[label]) if entry is not None and 0 <= label < len(wnids) else np.zeros((0, 4))
+        if not len(corners):
             continue
-        box = boxes(pd.DataFrame([row]), int(cfg.data.resize), int(cfg.data.crop))[0]
+        size = entry.size
+        if size is None:  # the CSV has no image size: the file's header says it
+            try:
+                with Image.open(path) as image:
+                    size = image.size
+            except OSError:
+                continue
+        box = input_boxes(corners, *size, int(cfg.data.resize), int(cfg.data.crop))
         prob = torch.as_tensor(m["prob"])
         cys = np.asarray(m["ys"], float) + m["size"] / 2  # the square's centres
         cxs = np.asarray(m["xs"], float) + m["size"] / 2
         iy, ix = np.unravel_index(int(prob.argmin()), tuple(prob.shape))
         cy, cx = float(cys[iy]), float(cxs[ix])
-        chance = float(((box[1] <= cys) & (cys <= box[3])).mean() * ((box[0] <= cxs) & (cxs <= box[2])).mean())
-        label, predicted = int(m["target"]), int(m["unoccluded"]["top_class"])
+        in_x = (box[:, [0]] <= cxs) & (cxs <= box[:, [2]])  # (K boxes, X positions)
+        in_y = (box[:, [1]] <= cys) & (cys <= box[:, [3]])  # (K boxes, Y positions)
+        chance = float((in_y[:, :, None] & in_x[:, None, :]).any(0).mean())  # in any box
+        hits = in_y[:, iy] & in_x[:, ix]  # which boxes hold the minimum
+        predicted = int(m["unoccluded"]["top_class"])
         rows.append({"image": Path(path).name, "label": label, "predicted": predicted, "correct": predicted == label,
-                     "box": [round(float(v), 1) for v in box], "min_prob_centre": [cx, cy],
+                     "box": [round(float(v), 1) for v in box[int(hits.argmax())]],
+                     "boxes": [[round(float(v), 1) for v in b] for b in box], "min_prob_centre": [cx, cy],
                      "min_prob": float(prob.min()), "unoccluded_prob": float(m["unoccluded"]["prob"]),
-                     "inside": bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3]), "chance": round(chance, 4)})
+                     "inside": bool(hits.any()), "chance": round(chance, 4)})
     counted = [r for r in rows if r["correct"]] or rows
     dist = np.ones(1)  # Poisson-binomial distribution of the inside count under chance, by convolution
     for r in counted:

@@ -1,7 +1,8 @@
 """Ground truth of a dataset (boxes, part landmarks) carried into the coordinates the network sees.
 
 The pipeline's own logic never reads ground truth; evaluation and the analyses that need it (the
-correspondence study's eye and nose positions, the object box of occlusion figures) do, through here.
+correspondence study's eye and nose positions, the object boxes of occlusion figures: the demo's table,
+or a real ImageNet's boxes read by ``zfnet.data.imagenet_boxes``) do, through here.
 An image is seen as: smallest side -> ``resize`` (centre crop resize × resize), then the centre
 ``crop`` × ``crop``; ``to_input`` maps original pixel coordinates through both steps.
 """
@@ -69,3 +70,10 @@ def boxes(table: pd.DataFrame, resize: int, crop: int) -> np.ndarray:
     x0, y0 = to_input(table.xmin.to_numpy(float), table.ymin.to_numpy(float), table.width.to_numpy(), table.height.to_numpy(), resize, crop)
     x1, y1 = to_input(table.xmax.to_numpy(float) + 1, table.ymax.to_numpy(float) + 1, table.width.to_numpy(), table.height.to_numpy(), resize, crop)
     return np.stack([x0, y0, x1, y1], axis=1)
+
+
+def input_boxes(corners: np.ndarray, width: int, height: int, resize: int, crop: int) -> np.ndarray:
+    """One image's boxes, (K, 4) inclusive pixel indices of its ``width`` x ``height`` original, as ``boxes``
+    maps a table's: (K, 4) edges in input coordinates."""
+    table = pd.DataFrame(np.asarray(corners, float).reshape(-1, 4), columns=["xmin", "ymin", "xmax", "ymax"])
+    return boxes(table.assign(width=int(width), height=int(height)), resize, crop)

@@ -12,8 +12,9 @@ Training never loses a result:
   epochs (an interrupted run); the history rows travel inside the checkpoint, so a resume needs no CSV;
 - any other earlier run (another fingerprint, or a finished one) is moved, never deleted, to
   ``train.out_dir/previous/<old fingerprint[:12]>-<UTC time>/``;
-- an unreadable ``last.ckpt`` is renamed ``last.ckpt.corrupt-<UTC time>`` and the run resumes from the
-  newest readable ``epoch=NN.ckpt`` of the same fingerprint, or trains afresh;
+- an unreadable ``last.ckpt`` is renamed ``last.ckpt.corrupt-<UTC time>`` and the run trains afresh (the
+  earlier run's ``epoch=NN.ckpt`` moved aside as above): they hold weights only, no optimizer momentum,
+  scheduler or RNG state, so resuming one would not continue the run it came from;
 - nothing under ``train.out_dir`` changes before the settings are valid and the data module, model and
   trainer are built.
 """
@@ -190,13 +191,6 @@ def _utc_stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _epoch_number(path: Path) -> int:
-    try:
-        return int(path.stem.partition("=")[2])
-    except ValueError:
-        return -1
-
-
 @dataclass
 class ResumePlan:
     """What ``train`` will do to ``out_dir`` (decided before anything there changes)."""
@@ -212,11 +206,12 @@ class ResumePlan:
 
 
 def plan_resume(out_dir: str | Path, fp: str, epochs: int) -> ResumePlan:
-    """Which checkpoint to resume (reads, changes nothing): ``last.ckpt`` when readable, else the newest
-    readable ``epoch=NN.ckpt``; resumed only if its fingerprint is ``fp`` and it finished < ``epochs``."""
+    """Which checkpoint to resume (reads, changes nothing): ``last.ckpt`` when readable (the only one with the
+    resume state; ``epoch=NN.ckpt`` hold weights only); resumed only if its fingerprint is ``fp`` and it
+    finished < ``epochs``."""
     out_dir = Path(out_dir)
     plan = ResumePlan(out_dir)
-    candidates = [out_dir / "last.ckpt"] + sorted(out_dir.glob("epoch=*.ckpt"), key=_epoch_number, reverse=True)
+    candidates = [out_dir / "last.ckpt"]
     for path in candidates:
         if not path.is_file():
             continue
@@ -225,8 +220,6 @@ def plan_resume(out_dir: str | Path, fp: str, epochs: int) -> ResumePlan:
         except UnreadableCheckpoint:
             plan.corrupt.append(path)
             continue
-        if path.name != "last.ckpt" and info.get("fingerprint") != fp:
-            continue  # the fallback looks for an epoch checkpoint of this very run
         done = int(info.get("epochs_done", 0) or 0)
         if info.get("fingerprint") != fp:
             plan.reason = f"{path.name} was written by another configuration or code"
