@@ -183,6 +183,9 @@ def test_claims_come_first_coloured_and_linked(run_outputs):
     tracker = Tracker()
     log_summary(tracker, cfg)
     assert list(tracker.tables["tables/claims"].columns) == ["claim", "statistic", "ours", "paper", "verdict", "reason", "figure"]
+    reduced = tracker.tables["reduced_run"]  # the dashboard shows the same departures as the report's banner
+    assert list(reduced.columns) == ["what", "key", "ours", "paper"]
+    assert "train.epochs" in set(reduced.key) and "ImageNet 2012: synthetic demo data" in set(reduced.what)
 
 
 def test_no_claims_file_no_claims_section(run_outputs):

@@ -545,7 +545,8 @@ def log_summary(tracker, cfg, report: Path | None = None) -> dict[str, list[str]
     columns, ours beside the paper's), every figure the report shows (``figures/<group>/<name>``, each
     group of ``all_figure_groups``, so figures of stages added later appear by themselves; raster images,
     SVGs travel in the artifact), the provenance (a table, and the W&B group, git revision and report path
-    in the run summary, linking the dashboard back to the report), the training metrics (run summary) and
+    in the run summary, linking the dashboard back to the report), the reduced run's departures from the paper's
+    setting (a ``reduced_run`` table; their count in the summary), the training metrics (run summary) and
     the report folder (artifact). Returns the keys logged, by kind."""
     from zfnet.tracking import group_name
 
@@ -562,7 +563,13 @@ def log_summary(tracker, cfg, report: Path | None = None) -> dict[str, list[str]
     logged["figures"] = list(images)
     prov = provenance(cfg)
     tracker.table("provenance", pd.DataFrame({"what": list(prov), "value": [str(v) for v in prov.values()]}))
-    links = {"W&B group": group_name(cfg), "git revision": prov.get("git revision", "unknown")}
+    from zfnet.reduced_run import departures
+
+    changes = departures(cfg)
+    tracker.table("reduced_run", pd.DataFrame(changes or [{"what": "none: the paper's setting at full scale",
+                                                           "key": "", "ours": "", "paper": ""}]).astype(str))
+    links = {"W&B group": group_name(cfg), "git revision": prov.get("git revision", "unknown"),
+             "reduced_run": len(changes)}
     if report is not None:
         links["report"] = str(Path(report).resolve())
     tracker.summary(links)
