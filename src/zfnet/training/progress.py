@@ -184,6 +184,8 @@ class LineProgress(pl.Callback):
         if trainer.sanity_checking:
             return
         now = self.clock()
+        if trainer.is_global_zero and self.train is not None and self._due(self.train, now, last=True):
+            self._train_line(trainer, now)  # where training stands (its last line, when the total is unknown)
         self.val = _Phase("validate", _known(trainer.num_val_batches), now)
         if trainer.is_global_zero:
             self._val_line(trainer, now)
