@@ -5,7 +5,7 @@ SLURM, ``nohup``, CI logs), a carriage-return bar would print nothing readable u
 call writes one plain line when the work starts, then at most every ``ZFNET_PROGRESS_INTERVAL`` seconds
 (60 by default) as the count moves, and one when it ends:
 
-    prepare: 12,000/1,281,167 img (0.9%) | 143.2 img/s | elapsed 0:01:24 | ETA 2:27:41
+    prepare: 12,000/1,281,167 img (0.9%) | 143.2 img/s | elapsed 0:01:24 | ETA 2:27:43
 
 Every line names the work, the count done and the total (the count alone when the total is unknown), the
 rate and the time left. ``ZFNET_PROGRESS=tty`` / ``lines`` / ``off`` forces a mode (the tests use

@@ -5,8 +5,8 @@ or with ``ZFNET_PROGRESS=lines``, Lightning's bar is turned off and ``LineProgre
 when an epoch (or its validation) starts, at most every ``ZFNET_PROGRESS_INTERVAL`` seconds (60 by default)
 while it runs, and when it ends (the same two settings as ``zfnet.progress``):
 
-    train: epoch 3/90 | batch 1,200/10,009 (12.0%) | 245.3 img/s | loss 6.8120 | elapsed 0:04:05 | ETA epoch 0:36:00 | ETA run 54:00:00
-    validate: epoch 3/90 | batch 20/391 (5.1%) | 801.2 img/s | elapsed 0:00:05 | ETA 0:00:35
+    train: epoch 3/90 | batch 1,200/10,009 (12.0%) | 245.3 img/s | loss 6.8120 | elapsed 0:10:26 | ETA epoch 1:16:37 | ETA run 129:01:12
+    validate: epoch 3/90 | batch 20/391 (5.1%) | 801.2 img/s | elapsed 0:00:03 | ETA 0:00:59
 
 The batch total is ``trainer.num_training_batches`` (``num_val_batches``); when it is unknown (a stream
 without a length) the line shows the count alone and the ETAs read ``?``. The rate counts the images of
