@@ -7,7 +7,17 @@ once per worker.
 
 Workers die with the process that started the pool (``zfnet.signals.die_with_parent``, set by the pool's
 initializer): a killed stage never leaves workers behind. On an exception in the caller (including
-``KeyboardInterrupt`` and SIGTERM under ``zfnet.signals.terminate_gracefully``) the pool is terminated.
+``KeyboardInterrupt`` and SIGTERM / SIGINT / SIGHUP under ``zfnet.signals.terminate_gracefully``) the pool
+is terminated within seconds, whatever its workers were doing:
+
+- workers unwind on SIGTERM / SIGHUP / SIGINT (a signal to the process group reaches them too) instead
+  of dying on the spot: a worker waiting for a task holds the pool's task-queue lock, which a worker
+  killed there never releases, and ``Pool.terminate()`` waits for that lock, forever;
+- that is not enough: a signal to the group also ends the forkserver, whose death SIGKILLs its children
+  (``die_with_parent``'s ``PR_SET_PDEATHSIG``), and SIGKILL or the OOM killer give no chance to unwind
+  at all; so ``terminate()`` runs in a thread, and once every worker has exited while it still waits (on
+  a lock no process will release), or after ``STOP_GRACE`` seconds, the workers left are killed and the
+  caller goes on.
 
 ``cap_workers(n, key)``: a configured worker count above this machine's cores (the CPUs this process may
 run on) is lowered to the core count, with a warning naming the key; ``capped(cfg, *keys)`` does it to a
@@ -16,19 +26,24 @@ copy of a config. More processes than cores only add memory and switching.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing import get_all_start_methods, get_context
 from typing import Any
 
 from zfnet.progress import bar
-from zfnet.signals import die_with_parent
+from zfnet.signals import die_with_parent, install
 
 __all__ = ["cap_workers", "capped", "cores", "process_map", "readable"]
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE = 5.0  # seconds Pool.terminate() may take before the workers are killed
 
 
 def cores() -> int:
@@ -64,8 +79,33 @@ def capped(cfg, *keys: str):
 
 def _init_worker(owner: int) -> None:
     """Pool initializer: the worker ends when ``owner``, the process that made the pool, dies (its
-    direct parent is the forkserver, which lives on as long as any worker does)."""
+    direct parent is the forkserver, which lives on as long as any worker does), and unwinds quietly on
+    SIGTERM, SIGINT and SIGHUP (releasing the task-queue lock it may hold; no KeyboardInterrupt traceback
+    per worker when Ctrl-C reaches the whole process group)."""
     die_with_parent(owner)
+    install()
+
+
+def _stop(pool, grace: float = STOP_GRACE, stuck: float = 0.5) -> None:
+    """``pool.terminate()``; when it still waits ``stuck`` seconds after every worker has exited (a
+    worker died holding a pool lock), or ``grace`` seconds in all, the workers left are killed and the
+    pool's threads (daemons, one of them waiting on that lock) left behind."""
+    workers = list(getattr(pool, "_pool", []))
+    stopper = threading.Thread(target=pool.terminate, name="pool-terminate", daemon=True)
+    stopper.start()
+    start, all_gone = time.monotonic(), None
+    while stopper.is_alive() and time.monotonic() - start < grace:
+        stopper.join(0.05)
+        if all_gone is None and all(w.exitcode is not None for w in workers):
+            all_gone = time.monotonic()
+        if all_gone is not None and time.monotonic() - all_gone >= stuck:
+            break
+    if stopper.is_alive():
+        for worker in list(getattr(pool, "_pool", [])) + workers:
+            with contextlib.suppress(Exception):
+                worker.kill()
+        log.warning("process pool: terminate() did not return (a worker died holding one of its locks); "
+                    "its workers were killed")
 
 
 def process_map(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1, desc: str = "", unit: str = "img",
@@ -80,10 +120,12 @@ def process_map(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1,
         ctx.set_forkserver_preload([])
     else:
         ctx = get_context("spawn")
-    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker,
-                  initargs=(os.getpid(),)) as pool:  # __exit__: terminate()
+    pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(os.getpid(),))
+    try:
         return list(bar(pool.imap(fn, jobs, chunksize=chunksize), total=len(jobs), desc=desc, unit=unit,
                         disable=not progress))
+    finally:
+        _stop(pool)
 
 
 def readable(paths: Sequence[str], results: Sequence[Any]) -> tuple[list[Any], list[int], list[tuple[str, str]]]:
