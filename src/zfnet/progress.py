@@ -86,7 +86,6 @@ class LineBar(tqdm):
         self._every = interval()
         self._last_line = None  # clock() of the last line
         self._last_n = 0  # the count it showed
-        self._quiet = False
         kwargs.setdefault("file", sys.stderr)
         kwargs["mininterval"] = min(self._every, 0.5)  # tqdm's cheap check first: a clock read per item
         kwargs["miniters"] = 1
