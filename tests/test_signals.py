@@ -47,6 +47,20 @@ POOL_DRIVER = textwrap.dedent("""
 """)
 
 
+# a stage's process_map, under terminate_gracefully as the entry points run it: one worker busy for 10 s,
+# the other idle after two short jobs (waiting for a task: it holds the pool's task-queue lock)
+IDLE_POOL_DRIVER = textwrap.dedent("""
+    import time
+    from zfnet.parallel import process_map
+    from zfnet.signals import terminate_gracefully
+    try:
+        with terminate_gracefully():
+            process_map(time.sleep, [10, 0.1, 0.1], workers=2, progress=False, chunksize=1)
+    finally:
+        print("cleanup done", flush=True)
+""")
+
+
 def settings(**kw):
     base = {"size": 40, "shard_size": 4, "workers": 2, "shard_index": 0, "shard_count": 1,
             "encoding": "npy", "quality": 95, "max_image_pixels": 89478485}
@@ -178,3 +192,47 @@ def test_terminate_gracefully_turns_sigterm_into_systemexit_and_restores():
     assert cleaned == [True]
     assert isinstance(err.value, SystemExit) and err.value.code == 143
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize("signum, group", [(signal.SIGTERM, True), (signal.SIGTERM, False), (signal.SIGINT, True),
+                                           (signal.SIGHUP, True), (signal.SIGHUP, False)])
+def test_a_signal_ends_a_process_map_stage_and_all_its_processes(signum, group):
+    """SIGTERM / SIGINT / SIGHUP to the stage or to its whole process group (what a terminal's Ctrl-C, a
+    closed SSH session, ``timeout`` and SLURM send) while a pool worker waits for a task: the stage exits
+    with 128 + signal within 10 s, its ``finally`` ran, and every process it started is gone."""
+    proc = start([IDLE_POOL_DRIVER])
+    # the forkserver and two workers, then time for the short jobs to end (one worker idle, one sleeping)
+    wait_for(lambda: len(psutil.Process(proc.pid).children(recursive=True)) >= 3, proc, what="the pool")
+    time.sleep(2.0)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    sent = time.monotonic()
+    if group:
+        os.killpg(proc.pid, signum)  # start_new_session: the driver leads its own group
+    else:
+        os.kill(proc.pid, signum)
+    try:
+        code = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        survivors(children, timeout=0)
+        pytest.fail(f"{signal.Signals(signum).name} to the {'group' if group else 'process'}: still running after 10 s")
+    left = 10 - (time.monotonic() - sent)
+    out = proc.stdout.read()
+    assert code == 128 + signum, proc.stderr.read()[-3000:]
+    assert "cleanup done" in out
+    alive = survivors(children, timeout=max(left, 0.5))
+    assert not alive, f"processes of the stage still running 10 s after the signal: {[p.pid for p in alive]}"
+
+
+def test_an_ignored_signal_stays_ignored():
+    """``nohup`` starts a stage with SIGHUP ignored: closing the terminal must not end it."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with terminate_gracefully():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGHUP)  # ignored: nothing is raised
+            time.sleep(0.05)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

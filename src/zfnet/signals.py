@@ -1,9 +1,11 @@
-"""Dying cleanly: SIGTERM behaves like Ctrl-C, and worker processes die with their parent.
+"""Dying cleanly: SIGTERM, SIGINT and SIGHUP unwind like Ctrl-C, and worker processes die with their parent.
 
 ``terminate_gracefully()`` (a context manager, or call ``install()`` once at an entry point): SIGTERM
-(what ``kill``, ``timeout``, SLURM, Docker and systemd send) raises ``Terminated`` (a ``SystemExit`` with
-exit code 128 + signal number, 143 for SIGTERM, the shell's convention) in the main thread, exactly
-where Ctrl-C would raise ``KeyboardInterrupt``. ``finally`` blocks and context managers run: atomic
+(what ``kill``, ``timeout``, SLURM, Docker and systemd send), SIGINT (Ctrl-C) and SIGHUP (a closed
+terminal or SSH session) raise ``Terminated`` (a ``SystemExit`` with exit code 128 + signal number: 143
+for SIGTERM, 130 for SIGINT, 129 for SIGHUP, the shell's convention) in the main thread, exactly where
+Ctrl-C would raise ``KeyboardInterrupt``. A signal the process was started ignoring stays ignored
+(``nohup`` ignores SIGHUP, a shell's background job SIGINT). ``finally`` blocks and context managers run: atomic
 writes delete their temp files, process pools are terminated, W&B runs are finished. Without it,
 Python's default for SIGTERM is to die on the spot, leaving all of that undone. A second SIGTERM while
 the first is being handled gets the default action (immediate death), so a stuck cleanup never makes a
@@ -28,9 +30,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-__all__ = ["Terminated", "terminate_gracefully", "install", "die_with_parent"]
+__all__ = ["Terminated", "terminate_gracefully", "install", "die_with_parent", "SIGNALS"]
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# the signals that end a stage cleanly (SIGHUP: not on Windows)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 
 
 class Terminated(SystemExit):
@@ -50,22 +54,25 @@ def _raise_terminated(signum, _frame):
     raise Terminated(signum)
 
 
-def install(signals: Sequence[int] = (signal.SIGTERM,)) -> dict[int, object]:
-    """Make ``signals`` raise ``Terminated`` in the main thread; returns the previous handlers.
+def install(signals: Sequence[int] = SIGNALS) -> dict[int, object]:
+    """Make ``signals`` raise ``Terminated`` in the main thread; returns the previous handlers. A signal
+    that is ignored (``SIG_IGN``: ``nohup``'s SIGHUP) stays ignored.
 
     Does nothing (returns {}) outside the main thread, where Python cannot set signal handlers."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     previous = {}
     for sig in signals:
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            continue
         previous[sig] = signal.signal(sig, _raise_terminated)
     return previous
 
 
 @contextlib.contextmanager
-def terminate_gracefully(signals: Sequence[int] = (signal.SIGTERM,)) -> Iterator[None]:
-    """Within the block, SIGTERM raises ``Terminated`` (``SystemExit(143)``) in the main thread, so
-    cleanups run as on Ctrl-C; the previous handlers are restored afterwards.
+def terminate_gracefully(signals: Sequence[int] = SIGNALS) -> Iterator[None]:
+    """Within the block, SIGTERM, SIGINT and SIGHUP raise ``Terminated`` (``SystemExit(128 + signal)``)
+    in the main thread, so cleanups run as on Ctrl-C; the previous handlers are restored afterwards.
 
         with terminate_gracefully():
             run_the_stage()

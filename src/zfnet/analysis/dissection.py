@@ -200,7 +200,7 @@ def dissect(model: nn.Module, layers: Sequence[str], probe: Broden,
     n_labels = probe.n_labels
     labelcat = torch.as_tensor(probe.label_category_matrix(), dtype=torch.float64, device=dev)
     batches = [list(range(s, min(n, s + batch_size))) for s in range(0, n, batch_size)]
-    from tqdm.auto import tqdm
+    from zfnet.progress import bar
 
     def forward(idx):
         x = images(idx).to(dev)
@@ -222,7 +222,7 @@ def dissect(model: nn.Module, layers: Sequence[str], probe: Broden,
             mm: dict[str, int] = {}
             image_max: dict[str, torch.Tensor] = {}
             cache: dict[str, list[torch.Tensor]] | None = {p: [] for p in paths}
-            for idx in tqdm(batches, desc="dissect: quantiles", disable=not progress):
+            for idx in bar(batches, desc="dissect: quantiles", unit="batch", disable=not progress):
                 outs = forward(idx)
                 for p in paths:
                     a = outs[p]
@@ -251,8 +251,8 @@ def dissect(model: nn.Module, layers: Sequence[str], probe: Broden,
             tallies = {p: (torch.zeros(image_max[p].shape[1], n_labels, **z),
                            torch.zeros(image_max[p].shape[1], g, **z)) for p in paths}
             label_px = torch.zeros(n_labels, **z)
-            for bi, (idx, groups) in enumerate(tqdm(zip(batches, segs), total=len(batches),
-                                                    desc="dissect: tallies", disable=not progress)):
+            for bi, (idx, groups) in enumerate(bar(zip(batches, segs), total=len(batches), unit="batch",
+                                                   desc="dissect: tallies", disable=not progress)):
                 for _, seg, sc in groups:
                     label_px += _label_tally(seg, sc, n_labels)
                 active = {p: image_max[p][idx[0] : idx[-1] + 1] > thr32[p][None, :] for p in paths}

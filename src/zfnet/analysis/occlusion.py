@@ -279,12 +279,9 @@ def occlusion_maps(
             for start in range(0, len(flat_y), chunk):
                 work.append((gy, gx, flat_y[start : start + chunk], flat_x[start : start + chunk]))
         if progress:
-            try:
-                from tqdm.auto import tqdm
+            from zfnet.progress import bar
 
-                work = tqdm(work, desc="occlusion", unit="chunk")
-            except ImportError:  # pragma: no cover
-                pass
+            work = bar(work, desc="occlusion", unit="chunk")
         plans: dict[tuple[int, int], dict] = {}
         win0 = fill_t.reshape(1, 1, 1, c_in).expand(1, size, size, c_in)
         n_pending = 0

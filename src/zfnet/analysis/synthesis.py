@@ -190,9 +190,9 @@ def _optimize(model, objs: Sequence[Objective], seeds: Sequence[int], size: tupl
     layers = list(dict.fromkeys(o.layer for o in objs if o.layer is not None))
     it = range(steps)
     if progress:
-        from tqdm.auto import tqdm
+        from zfnet.progress import bar
 
-        it = tqdm(it, desc="synthesis", unit="step")
+        it = bar(it, desc="synthesis", unit="step")
     with _frozen(model):
         which = _hooks.calls(model, P.image(theta[:1]).detach(), layers, call) if layers else {}
         for step in it:

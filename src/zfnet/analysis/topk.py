@@ -100,9 +100,10 @@ def top_activations(
     seen = 0
     it = _batches(data, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from zfnet.progress import bar
 
-        it = tqdm(it, desc="top activations", unit="batch")
+        known = -(-data.shape[0] // batch_size) if isinstance(data, torch.Tensor) else getattr(data, "__len__", None)
+        it = bar(it, total=known() if callable(known) else known, desc="top activations", unit="batch")
     which = None
     with _hooks.eval_mode(model):
         for xb in it:

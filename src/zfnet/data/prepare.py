@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from zfnet.data import imagenet, shards
 from zfnet.data.preprocess import BadImage, center_crop
 from zfnet.io import atomic_path, disk_full_error, write_json
+from zfnet.progress import bar
 from zfnet.signals import die_with_parent
 from zfnet.signals import install as terminate_gracefully
 
@@ -140,7 +140,7 @@ def mean_image(out_dir: Path, size: int, summed: tuple[np.ndarray, set[str]] | N
     (bit-identical to a float64 running sum, which is exact for integers too)."""
     total, done = summed if summed is not None else (np.zeros((size, size, 3), np.int64), set())
     total, count = total.copy(), 0
-    for shard in tqdm(shards.shards(out_dir, "train"), desc="mean image", unit="shard", disable=not progress):
+    for shard in bar(shards.shards(out_dir, "train"), desc="mean image", unit="shard", disable=not progress):
         count += json.loads(shard.with_suffix(".json").read_text())["written"]
         if shard.name not in done:
             for _key, image, _label in shards.iter_shard(shard):
@@ -314,10 +314,10 @@ def prepare(cfg, root: str | Path, out_dir: str | Path, progress: bool = True) -
     workers = max(1, min(int(cfg.workers), len(todo)))
     summed = _Summed(int(cfg.size))
     # closing: an exception here (Ctrl-C, SIGTERM) stops the helpers now, not when the generator is collected
-    with tqdm(total=sum(len(j.items) for j in todo), desc="prepare", unit="img", disable=not progress) as bar, \
+    with bar(total=sum(len(j.items) for j in todo), desc="prepare", unit="img", disable=not progress) as shown, \
             contextlib.closing(_run(todo, workers, summed)) as done:
         for info in done:
-            bar.update(info["seen"])
+            shown.update(info["seen"])
     missing = [j for j in jobs if not j.done()]
     if missing:
         return {"complete": False, "shards_done": len(jobs) - len(missing), "shards_total": len(jobs)}

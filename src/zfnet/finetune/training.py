@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from zfnet.data.crops import crop_offsets, random_crops
+from zfnet.training.progress import trainer_progress
 
 __all__ = ["FineTuner", "fit", "predict"]
 
@@ -96,9 +97,10 @@ def fit(module: FineTuner, train: tuple[torch.Tensor, torch.Tensor], val: tuple[
     bs = min(int(batch_size), len(data))
     loader = DataLoader(data, batch_size=bs, shuffle=True, drop_last=len(data) > bs)
     val_loader = DataLoader(TensorDataset(val[0], val[1].long()), batch_size=max(bs, 64))
+    callbacks, bar = trainer_progress(progress)  # Lightning's bar on a terminal, log lines without one
     trainer = pl.Trainer(max_epochs=module.epochs, accelerator=accelerator, devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                         num_sanity_val_steps=0, deterministic=True)
+                         enable_checkpointing=False, enable_progress_bar=bar, callbacks=callbacks,
+                         enable_model_summary=False, num_sanity_val_steps=0, deterministic=True)
     module.model.train()  # the source comes in eval mode (frozen batch norms go back to eval each epoch)
     trainer.fit(module, loader, val_loader)
     return module

@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from zfnet.io import write_text
+from zfnet.parallel import capped
 from zfnet.reduced_run import datasets
 from zfnet.schema import validate
 from zfnet.tracking import start_run
@@ -18,7 +19,7 @@ def run(cfg: DictConfig) -> dict:
     """Generate the demo's synthetic datasets under ``demo_data.out_dir``, but only when a configured dataset
     root lies there: a run on real data (``profile=paper``) writes only a note saying so, and no stage then
     reads anything under that folder."""
-    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
+    cfg = capped(validate(cfg), "demo_data.workers")  # a wrong type or range fails here, naming the key
     out = Path(cfg.demo_data.out_dir)
     users = [d for d in datasets(cfg) if d["synthetic"]]
     if not users:

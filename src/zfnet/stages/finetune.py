@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from zfnet.parallel import capped
 from zfnet.schema import validate
 from zfnet.tracking import start_run
 
@@ -19,7 +20,7 @@ def selected(cfg: DictConfig) -> list[str]:
 def run(cfg: DictConfig) -> dict:
     """Fine-tune the source network under each selected strategy: metrics/finetune/<strategy>.json, the
     per-epoch history, models/finetune/<strategy>/model.pt and the figures of reports/finetune/<strategy>/."""
-    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
+    cfg = capped(validate(cfg), "finetune.workers")  # a wrong type or range fails here, naming the key
     from zfnet.finetune.experiments import run as run_strategy
     from zfnet.io import write_json, write_text
 

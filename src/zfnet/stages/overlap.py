@@ -6,13 +6,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from zfnet.parallel import capped
 from zfnet.schema import validate
 from zfnet.tracking import start_run
 
 
 def run(cfg: DictConfig) -> dict:
     """§5.2: Caltech images that overlap ImageNet training images; the list the retrained model drops."""
-    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
+    cfg = capped(validate(cfg), "overlap.workers")  # a wrong type or range fails here, naming the key
     from zfnet.transfer.overlap import run as find_overlap
 
     metrics = find_overlap(cfg)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from zfnet.parallel import capped
 from zfnet.schema import validate
 from zfnet.tracking import mean_image_artifact, start_run
 
@@ -28,7 +29,8 @@ def run(cfg: DictConfig) -> dict:
     cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.data.prepare import prepare as run_prepare
 
-    settings = OmegaConf.create({**OmegaConf.to_container(cfg.prepare, resolve=True), "size": cfg.data.resize,
+    settings = OmegaConf.create({**OmegaConf.to_container(capped(cfg, "prepare.workers").prepare, resolve=True),
+                                 "size": cfg.data.resize,
                                  "exclude": overlap_removed(cfg)})
     stats = run_prepare(settings, cfg.data.imagenet_root, cfg.prepare.out_dir)
     if stats.get("complete") is False:

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from zfnet.parallel import capped
 from zfnet.schema import validate
 from zfnet.tracking import start_run
 
 
 def run(cfg: DictConfig) -> dict:
     """§5.2–5.3: Tables 4–7 (Caltech-101/256, VOC 2012, one layer at a time) with the paper's beside ours."""
-    cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
+    cfg = capped(validate(cfg), "transfer.workers")  # a wrong type or range fails here, naming the key
     from zfnet.transfer.experiments import run as run_transfer
 
     result = run_transfer(cfg)

@@ -40,10 +40,12 @@ from zfnet.closure import PACKAGE_DIR, import_closure, source_digest
 from zfnet.data.datamodule import ShardDataModule
 from zfnet.io import atomic_path, write_text
 from zfnet.models.weights import UnreadableCheckpoint, export_model
+from zfnet.parallel import cap_workers
 from zfnet.tracking import Tracker, mean_image_artifact, model_artifact_name, start_run
 from zfnet.training.checkpoints import AtomicCheckpointIO, EpochCheckpoints, run_info
 from zfnet.training.lightning_module import Classifier
 from zfnet.training.outputs import how_run, set_threads
+from zfnet.training.progress import trainer_progress
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +313,9 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     if cfg.trainer.get("threads") is not None:  # per job: the same numbers whatever launched it
         set_threads(_as(cfg.trainer.threads, "trainer.threads", int, low=1))
     pl.seed_everything(s["seed"], workers=True)
+    workers = cap_workers(cfg.data.num_workers, "data.num_workers")  # not in cfg: the fingerprint keeps the setting
     dm = ShardDataModule(prepared_dir, crop=s["crop"], batch_size=s["batch_size"], crops=cfg.data.crops,
-                         pixel_scale=cfg.data.pixel_scale, num_workers=cfg.data.num_workers,
+                         pixel_scale=cfg.data.pixel_scale, num_workers=workers,
                          in_memory=cfg.data.get("in_memory", True))
     num_classes = dm.num_classes
     check_prepared(prepared_dir, s["crop"])
@@ -334,13 +337,15 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     try:
         report = EpochReport(history_path, tracker)
         logger = WandbLogger(experiment=tracker.run, log_model=False) if tracker.run else CSVLogger(str(out_dir), name="logs")
+        progress, bar = trainer_progress()  # Lightning's bar on a terminal, log lines with rate and ETA without
         trainer = pl.Trainer(
             max_epochs=s["epochs"],
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
             strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
             deterministic=bool(cfg.train.deterministic),
             limit_train_batches=cfg.train.limit_train_batches,
-            callbacks=[EpochCheckpoints(out_dir, s["checkpoint_epochs"], run=identity, on_saved=write_stamp), report],
+            callbacks=[EpochCheckpoints(out_dir, s["checkpoint_epochs"], run=identity, on_saved=write_stamp), report,
+                       *progress], enable_progress_bar=bar,
             plugins=[AtomicCheckpointIO()], enable_checkpointing=True, logger=logger,
             default_root_dir=str(out_dir), log_every_n_steps=10, num_sanity_val_steps=0,
         )

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from zfnet.analysis import _hooks
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import BadImage, center_crop
 from zfnet.parallel import process_map, readable
+from zfnet.progress import bar
 
 __all__ = ["LAYERS", "load_images", "extract", "cached_features", "checkpoint_digest"]
 
@@ -78,7 +78,7 @@ def extract(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, la
     out: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     with _hooks.eval_mode(model):
         which = None
-        for start in tqdm(range(0, len(images), batch_size), desc="features", unit="batch", disable=not progress):
+        for start in bar(range(0, len(images), batch_size), desc="features", unit="batch", disable=not progress):
             x = images[start : start + batch_size, :, top : top + crop, left : left + crop].float() - mean
             if which is None:
                 which = _hooks.calls(model, x, layers, call)

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from zfnet.data.preprocess import BadImage, open_rgb
 from zfnet.parallel import process_map, readable
+from zfnet.progress import bar
 
 __all__ = ["thumbnail", "thumbnails", "normalize", "correlate", "Overlaps", "find_overlaps", "score", "run"]
 
@@ -137,14 +137,13 @@ def find_overlaps(queries: dict[str, Sequence[str | Path]], gallery: Sequence[st
     kept_gallery: list[int] = []
 
     def blocks():
-        bar = tqdm(total=len(gallery), desc="overlap search", unit="img", disable=not progress)
-        for start in range(0, len(gallery), block):
-            g, keep, g_bad = thumbnails(gallery[start : start + block], size, workers, progress=False)
-            kept_gallery.extend(start + k for k in keep)
-            bad.extend(g_bad)
-            bar.update(min(block, len(gallery) - start))
-            yield g
-        bar.close()
+        with bar(total=len(gallery), desc="overlap search", unit="img", disable=not progress) as shown:
+            for start in range(0, len(gallery), block):
+                g, keep, g_bad = thumbnails(gallery[start : start + block], size, workers, progress=False)
+                kept_gallery.extend(start + k for k in keep)
+                bad.extend(g_bad)
+                shown.update(min(block, len(gallery) - start))
+                yield g
 
     qi, gi, scores, best = correlate(q, blocks(), threshold)
     pairs = [{"dataset": names[q_keep[a]], "caltech_path": q_paths[q_keep[a]],

@@ -138,22 +138,22 @@ def _run(tasks: list[dict], workers: int, progress: bool, desc: str, fn=None) ->
     """Render ``tasks`` with ``fn`` (default :func:`_render`; a module-level function returning a dict with
     the task's ``id``), in any order, any number of processes: every task has its own RNG."""
     fn = _render if fn is None else fn
-    from tqdm.auto import tqdm
+    from zfnet.progress import bar
 
     results: list[dict | None] = [None] * len(tasks)
     pool = None
     if workers > 1 and len(tasks) >= max(_POOL_MIN_TASKS, 1):
-        # fork before tqdm starts its monitor thread; the workers only need numpy and PIL
+        # fork before a tqdm bar starts its monitor thread; the workers only need numpy and PIL
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         pool = ctx.Pool(workers)
-    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress)
+    shown = bar(total=len(tasks), desc=desc, unit="img", disable=not progress)
     try:
         it = pool.imap_unordered(fn, tasks, chunksize=8) if pool else map(fn, tasks)
         for r in it:
             results[r["id"]] = r
-            bar.update(1)
+            shown.update(1)
     finally:
-        bar.close()
+        shown.close()
         if pool is not None:
             pool.terminate()
             pool.join()
