@@ -422,6 +422,7 @@ class Features:
     layers: List[str] = v(check=nonempty())
     grid: int = v(check=ge(1))
     batch_size: int = v(check=ge(1))
+    chunk: int = v(check=ge(1))  # images decoded at a time: the extraction's memory
 
 
 @dataclass

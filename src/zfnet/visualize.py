@@ -103,7 +103,8 @@ class ValidationStream(_Stream):
             yield i, image, label, meta["path"]
 
     def _frame(self, images):
-        x = torch.stack([torch.from_numpy(image).permute(2, 0, 1).float() for image in images]) - self.mean_full
+        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # a copy: the shards' bytes are read-only
+        x = pixels.float() - self.mean_full
         return _centre(x, self.crop)
 
 
