@@ -251,7 +251,7 @@ def run(cfg) -> dict[str, list[str]]:
         figures["training"] = [str(plot_history(history, out / "training" / "curves.png"))]
 
     # Fig. 2 (and Fig. 4): the top-k search streams the images, one batch at a time; only the winners are read again
-    stream.desc = "visualize: top-k search (Fig. 2)"
+    stream.desc = "visualize: top-k search (Fig. 2, then Fig. 4 per checkpoint)"
     checkpoints = (checkpoints_by_epoch(Path(v.checkpoints_dir)) or None) if not v.get("model") else None
     deconv = figures_deconv.export(model, stream, out, maps_per_layer=int(v.deconv.maps_per_layer), k=int(v.deconv.k),
                                    layers=layers, checkpoints=checkpoints, seed=int(cfg.seed),
