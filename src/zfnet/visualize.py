@@ -7,6 +7,13 @@ invariance (Fig. 5, its curves also as CSV for ``dvc plots``); Table 1 (correspo
 class with part landmarks in its ground truth (the demo's face-like class), when that ground truth exists;
 network-centric synthesis (``visualize.synthesis``): class models, the Fig. 2 maps synthesized beside their
 Fig. 2 rows, inversions layer by layer.
+
+Memory is set by config, not by ``visualize.images`` (a count or ``all``): the images stream from the shards
+``visualize.batch_size`` at a time (:class:`ValidationStream`, or :class:`FolderStream` for
+``visualize.image_folder``). Fig. 2's top-k search is one pass, Fig. 4's one per checkpoint, Fig. 6's one per
+model; afterwards only the images the figures show are read back by stream index (at most layers x maps x k).
+Fig. 7 predicts batch by batch until ``occlusion.images`` correctly classified images are found; invariance
+and the inversions take the first few images.
 """
 
 from __future__ import annotations
