@@ -63,7 +63,7 @@ def user_model_config(tmp_path, resize: int, crop: int, history: str = "none.csv
         "train": {"history_path": str(tmp_path / history)}, "demo_data": {"out_dir": none},
         "visualize": {
             "out_dir": str(tmp_path / "figures"), "checkpoint": "unused", "checkpoints_dir": str(tmp_path),
-            "tables_dir": str(tmp_path / "tables"), "curves_dir": None,
+            "tables_dir": str(tmp_path / "tables"), "curves_dir": None, "batch_size": 64,
             "correspondence": {"class": "x", "images": 2, "size": None, "repeats": 1},
             "fig6": {"alexnet": "none", "zfnet": "none", "zfnet_noclip": "none"},
             "model": "torchvision:resnet18", "image_folder": str(tmp_path / "photos"),

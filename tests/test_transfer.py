@@ -273,6 +273,48 @@ def test_features_are_the_blocks_outputs_and_cached_once_per_checkpoint(tmp_path
     assert len(list((tmp_path / "cache" / "toy").iterdir())) == 1  # the old checkpoint's entry is gone
 
 
+def test_features_stream_in_chunks_equal_to_the_whole_set_at_once(tmp_path, monkeypatch):
+    """Chunks of 3 paths, batches of 4 images, unreadable files in two chunks: the chunked extraction holds
+    at most a chunk of images and gives the whole set's features bit for bit (the same batches)."""
+    import zfnet.transfer.features as features
+    from zfnet.models import build
+    from zfnet.models.weights import export_model
+
+    torch.manual_seed(0)
+    model = build("zfnet", num_classes=5, input_size=64, width=0.125).eval()
+    paths = [_jpeg(tmp_path / "img" / f"{i}.jpg", i, (90, 70)) for i in range(11)]
+    for at in (1, 7):
+        bad = tmp_path / "img" / f"broken{at}.jpg"
+        bad.write_bytes(b"\xff\xd8 nope")
+        paths.insert(at, bad)
+    images, keep, bad = load_images(paths, 72, progress=False)  # the reference: every image at once
+    mean = torch.full((3, 64, 64), 100.0)
+    layers = ["conv1", "conv5", "fc7"]
+    whole = extract(model, images, mean, layers, grid=2, batch_size=4)
+
+    sizes, real = [], features.load_images
+    monkeypatch.setattr(features, "load_images", lambda p, *a, **k: sizes.append(len(p)) or real(p, *a, **k))
+    keep_c, bad_c = [], []
+    chunked = extract(model, features.image_chunks(paths, 72, 3, keep=keep_c, bad=bad_c), mean, layers, grid=2,
+                      batch_size=4)
+    assert sizes == [3, 3, 3, 3, 1] and keep_c == keep and bad_c == bad
+    for name in layers:
+        assert chunked[name].shape == whole[name].shape == (11, whole[name].shape[1])
+        assert np.array_equal(chunked[name], whole[name]), name
+
+    ckpt = export_model(model, tmp_path / "model.pt", extra={"classes": 5})
+    np.save(tmp_path / "mean.npy", np.full((72, 72, 3), 100.0))
+    args = dict(checkpoint=ckpt, mean_path=tmp_path / "mean.npy", paths=paths, resize=72, crop=64, layers=layers,
+                grid=2, batch_size=4, progress=False)
+    sizes.clear()
+    streamed, keep_s, bad_s = cached_features(**args, cache_dir=tmp_path / "a", dataset="toy", chunk=5)
+    assert sizes == [5, 5, 3] and keep_s == keep and [b[0] for b in bad_s] == [b[0] for b in bad]
+    at_once, _, _ = cached_features(**args, cache_dir=tmp_path / "b", dataset="toy",
+                                    images=lambda: load_images(paths, 72, progress=False))
+    for name in layers:
+        assert np.array_equal(streamed[name], at_once[name]), name
+
+
 def test_nonpretrained_baseline_learns_a_separable_task():
     g = torch.Generator().manual_seed(0)
     y = np.repeat(np.arange(2), 24)

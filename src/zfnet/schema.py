@@ -321,13 +321,17 @@ class Synthesis:
     threads: Optional[int] = v(check=ge(1))
 
 
+VISUALIZE_IMAGES = Check("an int >= 1 or 'all'", lambda v: v == "all" or (_is_int(v) and v >= 1), alone=True)
+
+
 @dataclass
 class Visualize:
     out_dir: str = v()
     checkpoint: str = v()
     checkpoints_dir: str = v()
     tables_dir: str = v()
-    images: int = v(check=ge(1))
+    images: Any = v(check=VISUALIZE_IMAGES)  # the validation images searched (streamed): a count or 'all'
+    batch_size: int = v(check=ge(1))         # images per forward of the searches: the stage's memory
     deconv: Deconv = group(Deconv)
     occlusion: Occlusion = group(Occlusion)
     invariance: Invariance = group(Invariance)
@@ -420,6 +424,7 @@ class Features:
     layers: List[str] = v(check=nonempty())
     grid: int = v(check=ge(1))
     batch_size: int = v(check=ge(1))
+    chunk: int = v(check=ge(1))  # images decoded at a time: the extraction's memory
 
 
 @dataclass

@@ -7,6 +7,13 @@ invariance (Fig. 5, its curves also as CSV for ``dvc plots``); Table 1 (correspo
 class with part landmarks in its ground truth (the demo's face-like class), when that ground truth exists;
 network-centric synthesis (``visualize.synthesis``): class models, the Fig. 2 maps synthesized beside their
 Fig. 2 rows, inversions layer by layer.
+
+Memory is set by config, not by ``visualize.images`` (a count or ``all``): the images stream from the shards
+``visualize.batch_size`` at a time (:class:`ValidationStream`, or :class:`FolderStream` for
+``visualize.image_folder``). Fig. 2's top-k search is one pass, Fig. 4's one per checkpoint, Fig. 6's one per
+model; afterwards only the images the figures show are read back by stream index (at most layers x maps x k).
+Fig. 7 predicts batch by batch until ``occlusion.images`` correctly classified images are found; invariance
+and the inversions take the first few images.
 """
 
 from __future__ import annotations
@@ -35,21 +42,110 @@ def _centre(x: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., top : top + crop, left : left + crop]
 
 
-def network_inputs(prepared_dir: Path, crop: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """The first ``n`` validation images as the network sees them: (images, labels, mean crop, source paths)."""
-    mean = torch.from_numpy(np.load(prepared_dir / "mean.npy")).float().permute(2, 0, 1)
-    images, labels, paths = [], [], []
-    for shard in shards.shards(prepared_dir, "val"):
-        for _key, image, label, meta in shards.iter_shard(shard, meta=True):
-            images.append(torch.from_numpy(image).permute(2, 0, 1).float())
-            labels.append(label)
-            paths.append(meta["path"])
-            if len(images) == n:
-                break
-        if len(images) == n:
-            break
-    x = torch.stack(images) - mean
-    return _centre(x, crop), torch.tensor(labels), _centre(mean, crop), paths
+class _Stream:
+    """Images as the network sees them, streamed ``batch_size`` at a time (one batch held at a time).
+
+    Iterating yields ``(images (B, 3, crop, crop) float, labels (B,) int64, source paths)`` in stream order;
+    every pass starts anew (a search per checkpoint reads the images again). ``take(indices)`` reads only
+    the images at the given ascending stream indices (the figures' few winners); ``head(n)`` the first n with
+    their labels. ``count``: images in the stream, known once a pass has reached its end. Subclasses give
+    ``_samples(wanted)`` ((index, raw, label, path) in stream order) and ``_frame(raws)`` (the batch tensor)."""
+
+    batch_size: int
+    crop: int
+    total: int | None = None  # for the progress line, when known in advance
+    desc = "visualize: images"
+
+    def __init__(self):
+        self.count: int | None = None
+
+    def __iter__(self):
+        from zfnet.progress import bar
+
+        n, buf = 0, []
+        with bar(total=self.total, desc=self.desc, unit="img") as progress:
+            for item in self._samples(None):
+                buf.append(item)
+                if len(buf) == self.batch_size:
+                    yield self._batch(buf)
+                    progress.update(len(buf))
+                    n, buf = n + len(buf), []
+            if buf:
+                yield self._batch(buf)
+                progress.update(len(buf))
+                n += len(buf)
+        self.count = n
+
+    def _batch(self, items):
+        return (self._frame([raw for _, raw, _, _ in items]), torch.tensor([label for _, _, label, _ in items]),
+                [path for _, _, _, path in items])
+
+    def take(self, indices) -> torch.Tensor:
+        items = list(self._samples(sorted(int(i) for i in indices))) if len(indices) else []
+        return self._batch(items)[0] if items else torch.zeros(0, 3, self.crop, self.crop)
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        items = list(self._samples(range(n))) if n > 0 else []
+        if not items:
+            return torch.zeros(0, 3, self.crop, self.crop), torch.zeros(0, dtype=torch.long)
+        x, labels, _ = self._batch(items)
+        return x, labels
+
+
+class ValidationStream(_Stream):
+    """The prepared validation shards as the network sees them: the centre ``crop`` of each 256-image minus
+    the mean image, in shard order (the stream index counts from 0); ``limit``: the first n (None: all)."""
+
+    def __init__(self, prepared_dir: str | Path, crop: int, limit: int | None, batch_size: int):
+        super().__init__()
+        self.dir, self.crop, self.limit, self.batch_size = Path(prepared_dir), int(crop), limit, int(batch_size)
+        self.mean_full = torch.from_numpy(np.load(self.dir / "mean.npy")).float().permute(2, 0, 1)
+        self.mean = _centre(self.mean_full, self.crop)
+        shards.shards(self.dir, "val")  # no shards: the error names the folder now, not at the first pass
+        stats = self.dir / "stats.json"
+        written = json.loads(stats.read_text()).get("val", {}).get("written") if stats.is_file() else None
+        known = [x for x in (limit, written) if x is not None]
+        self.total = min(known) if known else None
+
+    def _samples(self, wanted):
+        for i, image, label, meta in shards.iter_split(self.dir, "val", limit=self.limit, wanted=wanted):
+            yield i, image, label, meta["path"]
+
+    def _frame(self, images):
+        pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # a copy: the shards' bytes are read-only
+        x = pixels.float() - self.mean_full
+        return _centre(x, self.crop)
+
+
+class FolderStream(_Stream):
+    """An ImageFolder tree's first ``limit`` images (None: all), preprocessed as the pipeline does (minus
+    the prepared mean image when there is one); ``names``: its class names."""
+
+    def __init__(self, cfg, folder, limit: int | None, batch_size: int):
+        from zfnet.analysis.inputs import _mean, image_folder
+
+        super().__init__()
+        paths, labels, self.names = image_folder(folder)
+        self.paths, self.labels = paths[:limit], labels[:limit]
+        mean_file = Path(cfg.prepare.out_dir) / "mean.npy"
+        self.mean_path = str(mean_file) if mean_file.is_file() else None
+        self.resize, self.crop, self.batch_size = int(cfg.data.resize), int(cfg.data.crop), int(batch_size)
+        self.mean = _mean(self.mean_path, self.resize, self.crop).expand(3, self.crop, self.crop)
+        self.total = len(self.paths)
+
+    def _samples(self, wanted):
+        for i in range(len(self.paths)) if wanted is None else [i for i in wanted if i < len(self.paths)]:
+            yield i, self.paths[i], self.labels[i], str(self.paths[i])
+
+    def _frame(self, paths):
+        from zfnet.analysis.inputs import load_images
+
+        return load_images(paths, self.resize, self.crop, mean=self.mean_path)
+
+
+def image_limit(value) -> int | None:
+    """``visualize.images``: a count, or ``all`` (None: every image)."""
+    return None if value == "all" else int(value)
 
 
 def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str], note: str = "") -> dict:
@@ -191,20 +287,6 @@ def checkpoints_by_epoch(folder: Path) -> dict[str, torch.nn.Module]:
     return {f"epoch {e}": load_model(p) for e, p in found}
 
 
-def folder_inputs(cfg, folder, n: int):
-    """The first ``n`` images of an ImageFolder tree, preprocessed as the pipeline does (minus the prepared
-    mean image when there is one): (images, labels, mean crop, paths, class names)."""
-    from zfnet.analysis.inputs import _mean, image_folder, load_images
-
-    paths, labels, names = image_folder(folder)
-    mean_file = Path(cfg.prepare.out_dir) / "mean.npy"
-    mean = str(mean_file) if mean_file.is_file() else None
-    resize, crop = int(cfg.data.resize), int(cfg.data.crop)
-    images = load_images(paths[:n], resize, crop, mean=mean)
-    m = _mean(mean, resize, crop)
-    return images, torch.tensor(labels[:n]), m.expand(3, crop, crop), [str(p) for p in paths[:n]], names
-
-
 def run(cfg) -> dict[str, list[str]]:
     from zfnet.figures import deconv as figures_deconv
     from zfnet.figures import sensitivity as figures_sensitivity
@@ -217,10 +299,11 @@ def run(cfg) -> dict[str, list[str]]:
     classes_file = prepared / "classes.json"
     classes = json.loads(classes_file.read_text()) if classes_file.is_file() else {"names": []}
     folder = v.get("image_folder")
-    if folder:
-        images, labels, mean, paths, names = folder_inputs(cfg, folder, int(v.images))
-        if v.get("model") or not classes["names"]:  # a user's model: its classes are the folder's, in order
-            classes = {"names": names}
+    limit, batch = image_limit(v.images), int(v.batch_size)
+    stream = FolderStream(cfg, folder, limit, batch) if folder else ValidationStream(prepared, crop, limit, batch)
+    if folder and (v.get("model") or not classes["names"]):  # a user's model: its classes are the folder's, in order
+        classes = {"names": stream.names}
+    mean = stream.mean
     model, arch = build_model(v, len(classes["names"]) or 1000)
     layers = list(v.get("layers") or figures_deconv.DEFAULT_LAYERS)
     own = not v.get("layers")  # our model: the paper's layers; otherwise the given paths
@@ -229,45 +312,37 @@ def run(cfg) -> dict[str, list[str]]:
     if not v.get("model") and Path(history).is_file():  # our training's curves, not a user's model's
         figures["training"] = [str(plot_history(history, out / "training" / "curves.png"))]
 
-    if not folder:
-        images, labels, mean, paths = network_inputs(prepared, crop, int(v.images))
-    deconv = figures_deconv.export(model, images, out, maps_per_layer=int(v.deconv.maps_per_layer), k=int(v.deconv.k),
-                                   layers=layers,
-                                   checkpoints=(checkpoints_by_epoch(Path(v.checkpoints_dir)) or None) if not v.get("model") else None,
-                                   seed=int(cfg.seed),
+    # Fig. 2 (and Fig. 4): the top-k search streams the images, one batch at a time; only the winners are read again
+    stream.desc = "visualize: top-k search (Fig. 2, then Fig. 4 per checkpoint)"
+    checkpoints = (checkpoints_by_epoch(Path(v.checkpoints_dir)) or None) if not v.get("model") else None
+    deconv = figures_deconv.export(model, stream, out, maps_per_layer=int(v.deconv.maps_per_layer), k=int(v.deconv.k),
+                                   layers=layers, checkpoints=checkpoints, seed=int(cfg.seed),
                                    mean=mean.mean(dim=(1, 2)))  # patches are crops: a per-channel mean to display them
+    searched = stream.count  # the Fig. 2 search read the whole stream
     fig2_maps, fig2_rows = deconv.pop("maps"), deconv.pop("rows")
     figures.update(deconv)
     if v.get("synthesis") is not None:  # network-centric views of the same maps, class models, inversions
         from zfnet.figures.synthesis import export_synthesis
 
         synthesis = OmegaConf.to_container(v.synthesis, resolve=True)
-        figures.update(export_synthesis(model, images, out, synthesis, fig2_maps, class_names=classes["names"],
+        first, _ = stream.head(max(1, int(synthesis.get("inversion_images") or 0)))  # the inversions' images
+        figures.update(export_synthesis(model, first, out, synthesis, fig2_maps, class_names=classes["names"],
                                         mean=mean, fig2_rows=fig2_rows, progress=True))
 
-    mean_full = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1) if own and not folder else None
+    mean_full = stream.mean_full if own and not folder else None
     parts = part_images(cfg, mean_full) if own and not folder else None
     occ = {k: val for k, val in dict(v.occlusion).items() if k != "images" and val is not None}
     if not own:
         occ["layer"] = layers[-1]
-    # Fig. 7 as in the paper: images the model classifies correctly, chosen by its own top-1 prediction
-    from zfnet.analysis._hooks import dtype_device, eval_mode
-
-    n_occ, (dtype, device) = int(v.occlusion.images), dtype_device(model)
-    with torch.no_grad(), eval_mode(model):
-        predicted = torch.cat([model(b.to(device, dtype)).argmax(1).cpu() for b in images.split(32)])
-    correct = (predicted == labels).nonzero().flatten().tolist()
-    chosen = correct[:n_occ] or list(range(min(n_occ, len(images))))
-    occ_note = (f"the first {len(chosen)} of the {len(images)} images searched that the model classifies correctly"
-                if len(chosen) == n_occ and correct else
-                f"only {len(correct)} of the {len(images)} images searched are classified correctly (configured: {n_occ})"
-                + ("" if correct else f"; showing the first {len(chosen)}, misclassified"))
+    occ_images, occ_labels, chosen, occ_paths, occ_note = correctly_classified(model, stream, int(v.occlusion.images),
+                                                                               searched)
     occ_sens = figures_sensitivity.export(
-        model, images[chosen], labels[chosen], out, class_names=classes["names"], occlusion=occ, invariance=False,
+        model, occ_images, occ_labels, out, class_names=classes["names"], occlusion=occ, invariance=False,
         image_names=[f"{i:03d}" for i in chosen], mean=mean)
     figures.update(occ_sens.figures)
+    inv_images, inv_labels = stream.head(int(v.invariance.images))
     sens = figures_sensitivity.export(
-        model, images[: int(v.invariance.images)], labels[: int(v.invariance.images)], out,
+        model, inv_images, inv_labels, out,
         class_names=classes["names"], occlusion=False,
         invariance={"max_images": int(v.invariance.images), **({} if own else {"layers": [layers[0], layers[-1]]})},
         correspondence_images=parts[0] if isinstance(parts, tuple) else None,
@@ -279,15 +354,49 @@ def run(cfg) -> dict[str, list[str]]:
         write_unmeasured_table(parts, v.tables_dir, "table1_correspondence")
     if "invariance" in sens.tables and v.get("curves_dir"):
         write_invariance_curves(sens.tables["invariance"], v.curves_dir)
-    summary = occlusion_vs_boxes(cfg, list(occ_sens.maps), [paths[i] for i in chosen], note=occ_note)
+    summary = occlusion_vs_boxes(cfg, list(occ_sens.maps), occ_paths, note=occ_note)
     write_json(out / "occlusion" / "boxes.json", summary)
 
     # Fig. 6: layer 1 and 2 of Krizhevsky's model and ours (the Table 3 baselines: same data, epochs and
-    # width), and ours trained without RMS clipping
+    # width), and ours trained without RMS clipping; each model's conv2 search streams the same images
     fig6_models = {label: load_model(p) for label, p in (("alexnet", v.fig6.alexnet), ("zfnet", v.fig6.zfnet),
                                                        ("zfnet, no RMS clipping", v.fig6.zfnet_noclip))
                    if own and not v.get("model") and Path(p).is_file()}
     if fig6_models:
-        figures["fig6"] = figures_deconv.fig6(fig6_models, images, out, seed=int(cfg.seed))
+        stream.desc = "visualize: conv2 search (Fig. 6)"
+        figures["fig6"] = figures_deconv.fig6(fig6_models, stream, out, seed=int(cfg.seed))
     write_json(out / "index.json", figures)
     return figures
+
+
+def correctly_classified(model, stream: _Stream, n: int, searched: int):
+    """Fig. 7's images as in the paper: the first ``n`` images of ``stream`` the model classifies correctly
+    (its own top-1), predicted batch by batch until enough are found; the first ``n`` images when none is.
+    Returns (images, labels, their stream indices, source paths, a note saying which they are) ; ``searched``:
+    the stream's size, for the note."""
+    from zfnet.analysis._hooks import dtype_device, eval_mode
+
+    dtype, device = dtype_device(model)
+    correct, first, seen = [], [], 0
+    stream.desc = "visualize: correctly classified images (Fig. 7)"
+    with torch.no_grad(), eval_mode(model):
+        for x, labels, paths in stream:
+            predicted = torch.cat([model(b.to(device, dtype)).argmax(1).cpu() for b in x.split(32)])
+            for j in range(len(x)):
+                item = (x[j].clone(), int(labels[j]), seen + j, paths[j])
+                if len(first) < n:
+                    first.append(item)
+                if int(predicted[j]) == int(labels[j]) and len(correct) < n:
+                    correct.append(item)
+            seen += len(x)
+            if len(correct) >= n:
+                break
+    if not first:
+        raise ValueError("visualize: no images to occlude (the stream is empty)")
+    chosen = correct or first
+    note = (f"the first {len(chosen)} of the {searched} images searched that the model classifies correctly"
+            if len(correct) == n else
+            f"only {len(correct)} of the {searched} images searched are classified correctly (configured: {n})"
+            + ("" if correct else f"; showing the first {len(chosen)}, misclassified"))
+    return (torch.stack([c[0] for c in chosen]), torch.tensor([c[1] for c in chosen]), [c[2] for c in chosen],
+            [c[3] for c in chosen], note)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from zfnet.analysis.deconvnet import project_units
-from zfnet.analysis.topk import top_activations
+from zfnet.analysis.topk import pick, top_activations
 
 __all__ = ["feature_evolution"]
 
@@ -43,7 +43,7 @@ def _checkpoint_items(checkpoints) -> list[tuple[str, nn.Module]]:
 
 def feature_evolution(
     checkpoints,
-    images: torch.Tensor,
+    images,
     maps: Mapping[str, Sequence[int]],
     *,
     lrn: str = "identity",
@@ -54,6 +54,10 @@ def feature_evolution(
 
     ``maps``: ``{layer: [channel, ...]}``. For each checkpoint and map the strongest unit over ``images``
     (its top-1 activation) is projected (receptive-field frame; ``patches`` are the matching image windows).
+
+    ``images``: a (N, 3, H, W) tensor or a stream (re-iterable batches with ``take(indices)``, see
+    :func:`zfnet.analysis.topk.pick`): one search per checkpoint over the same images, holding one batch at a
+    time, then only the winning images (at most one per map and checkpoint) are fetched, in one more pass.
     """
     items = _checkpoint_items(checkpoints)
     layers = list(maps)
@@ -61,6 +65,7 @@ def feature_evolution(
         layer: {"maps": [int(c) for c in maps[layer]], "labels": [l for l, _ in items], "per_ckpt": []}
         for layer in layers
     }
+    tops = []  # per checkpoint: the searches first, so that the winners are fetched together
     for label, model in items:
         tk = top_activations(model, images, layers, k=1, batch_size=batch_size)
         for layer in layers:
@@ -68,10 +73,17 @@ def feature_evolution(
             n_maps = tk[layer].values.shape[0]
             if len(chans) and int(chans.max()) >= n_maps:
                 raise ValueError(f"maps[{layer!r}]: channel {int(chans.max())} >= {n_maps} maps in {label!r}")
+        tops.append(tk)
+    picked = pick(images, torch.cat([tk[layer].image_index[res[layer]["maps"], 0] for tk in tops for layer in layers]))
+    for (label, model), tk in zip(items, tops):
+        for layer in layers:
+            chans = torch.tensor(res[layer]["maps"], dtype=torch.long)
             t = tk[layer]
             n, y, x = t.image_index[chans, 0], t.y[chans, 0], t.x[chans, 0]
-            proj = project_units(model, images, layer, n, chans, y, x, lrn=lrn)
-            res[layer]["per_ckpt"].append((proj, proj.crop(images, n)))
+            rows = picked.rows(n)
+            proj = project_units(model, picked.images, layer, rows, chans, y, x, lrn=lrn)
+            proj.units["image_index"] = n.clone()
+            res[layer]["per_ckpt"].append((proj, proj.crop(picked.images, rows)))
     for layer in layers:
         per = res[layer].pop("per_ckpt")
         res[layer]["projections"] = torch.stack([p.values for p, _ in per], dim=1)

@@ -9,6 +9,10 @@ values go to the lower image index, and within an image to the first position in
 The per-image maxima are taken inside forward hooks (so later in-place ops cannot alter them) and the
 forward is stopped by the deepest hook.
 
+``data`` may be a stream (any iterable of batches, re-iterable for several passes): the search holds one
+batch at a time. The figures then need only the few images that won: :func:`pick` fetches them by stream
+index, from a tensor by row or from a stream by its ``take(indices)`` (an :class:`IndexedImages`).
+
 ``receptive_field`` gives the input window of a unit by shape arithmetic over the conv/pool chain in
 front of the layer (recorded from a forward pass, see :mod:`zfnet.analysis.deconvnet`), clipped at
 every level to the feature map, i.e. exactly the pixels that can reach the unit.
@@ -25,7 +29,7 @@ from torch import nn
 from zfnet.analysis import _hooks
 from zfnet.analysis.deconv_engine import Deconvnet
 
-__all__ = ["TopK", "choose_maps", "receptive_field", "top_activations"]
+__all__ = ["IndexedImages", "TopK", "choose_maps", "pick", "receptive_field", "top_activations"]
 
 
 class TopK(NamedTuple):
@@ -35,6 +39,42 @@ class TopK(NamedTuple):
     image_index: torch.Tensor  # index of the image in the data (stream order); -1 where fewer than k images
     y: torch.Tensor  # row of the max in the feature map
     x: torch.Tensor  # column
+
+
+class IndexedImages(NamedTuple):
+    """Images picked out of a dataset by their index in it (stream order): ``images[j]`` is image ``index[j]``."""
+
+    images: torch.Tensor  # (M, 3, H, W)
+    index: torch.Tensor  # (M,) ascending, unique
+
+    def rows(self, image_index) -> torch.Tensor:
+        """Row of each of ``image_index`` (stream indices) in ``images``; every one must have been picked."""
+        n = torch.as_tensor(image_index, dtype=torch.long).reshape(-1)
+        r = torch.searchsorted(self.index, n).clamp(max=max(len(self.index) - 1, 0))
+        if len(n) and (len(self.index) == 0 or not bool((self.index[r] == n).all())):
+            missing = sorted(set(n.tolist()) - set(self.index.tolist()))
+            raise KeyError(f"images {missing[:5]} were not picked (picked: {len(self.index)} images)")
+        return r
+
+
+def pick(data, image_index) -> IndexedImages:
+    """The images of ``data`` at ``image_index`` (stream indices; repeats and -1, "no image", dropped).
+
+    ``data``: a (N, 3, H, W) tensor (rows) or a stream with ``take(indices) -> (M, 3, H, W)`` (the images at
+    the given ascending indices, in that order): only the picked images are ever held."""
+    idx = torch.unique(torch.as_tensor(image_index, dtype=torch.long).reshape(-1))
+    idx = idx[idx >= 0]
+    if isinstance(data, IndexedImages):
+        return IndexedImages(data.images[data.rows(idx)], idx)
+    if isinstance(data, torch.Tensor):
+        return IndexedImages(data[idx], idx)
+    take = getattr(data, "take", None)
+    if take is None:
+        raise TypeError(f"data: expected a (N, 3, H, W) tensor or a stream with take(indices), got {type(data).__name__}")
+    images = take(idx.tolist())
+    if len(images) != len(idx):
+        raise ValueError(f"data.take: {len(idx)} images asked for, {len(images)} returned (indices beyond the data?)")
+    return IndexedImages(images, idx)
 
 
 def _batches(data, batch_size: int):
@@ -102,8 +142,9 @@ def top_activations(
     if progress:
         from zfnet.progress import bar
 
-        known = -(-data.shape[0] // batch_size) if isinstance(data, torch.Tensor) else getattr(data, "__len__", None)
-        it = bar(it, total=known() if callable(known) else known, desc="top activations", unit="batch")
+        total = len(data) if hasattr(data, "__len__") else None
+        it = bar(it, total=None if total is None else -(-total // batch_size) if isinstance(data, torch.Tensor)
+                 else total, desc="top activations", unit="batch")
     which = None
     with _hooks.eval_mode(model):
         for xb in it:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +115,27 @@ def load_split(out_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]
             images.append(image)
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)  # a copy: writable
+
+
+# --------------------------------------------------------------------------- streaming reader (visualize)
+def iter_split(out_dir: str | Path, split: str, limit: int | None = None,
+               wanted: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray, int, dict]]:
+    """(stream index, uint8 HWC image, label, meta dict) of a split in shard order, one sample at a time.
+
+    The stream index counts the split's samples from 0 in shard order (the order of :func:`load_split`).
+    ``limit``: only the first ``limit`` samples (None: all). ``wanted``: only these indices (the others are
+    not decoded), and the reading stops after the last of them."""
+    keep = None if wanted is None else {int(i) for i in wanted}
+    if keep is not None and not keep:
+        return
+    last = None if keep is None else max(keep)
+    index = 0
+    for shard in shards(out_dir, split):
+        import webdataset as wds
+
+        for sample in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False, nodesplitter=_all_shards):
+            if (limit is not None and index >= limit) or (last is not None and index > last):
+                return
+            if keep is None or index in keep:
+                yield index, decode(sample), int(sample["cls"]), json.loads(sample["json"])
+            index += 1

@@ -37,11 +37,13 @@ class _Images:
         return self.value
 
 
-def _features(cfg, name: str, paths, images: _Images):
+def _features(cfg, name: str, paths, images: _Images | None = None):
+    """``images``: only where the caller holds every image anyway (the non-pretrained baseline trains on them);
+    otherwise the features stream ``transfer.features.chunk`` images at a time."""
     t = cfg.transfer
     return cached_features(t.checkpoint, Path(cfg.prepare.out_dir) / "mean.npy", paths, t.cache_dir, name,
                            cfg.data.resize, cfg.data.crop, list(t.features.layers), int(t.features.grid),
-                           int(t.features.batch_size), int(t.workers), images=images)
+                           int(t.features.batch_size), int(t.workers), images=images, chunk=int(t.features.chunk))
 
 
 def _settings(cfg, kind: str) -> dict:
@@ -53,7 +55,7 @@ def caltech(cfg, name: str) -> list[dict]:
     t, d = cfg.transfer, cfg.transfer[name]
     data = datasets.load(name, d)
     images = _Images(data.paths, cfg.data.resize, int(t.workers), name)
-    feats, keep, _bad = _features(cfg, name, data.paths, images)
+    feats, keep, _bad = _features(cfg, name, data.paths, images if t.nonpretrained.enabled else None)
     labels = data.labels[keep]
     records = []
     top = t.classifier.layer
@@ -89,10 +91,8 @@ def voc(cfg) -> pd.DataFrame:
     t = cfg.transfer
     train, test = datasets.load("voc2012", t.voc2012)
     layer = t.classifier.layer
-    f_train, k_train, _ = _features(cfg, "voc2012_" + t.voc2012.train_split, train.paths,
-                                    _Images(train.paths, cfg.data.resize, int(t.workers), "voc2012 train"))
-    f_test, k_test, _ = _features(cfg, "voc2012_" + t.voc2012.test_split, test.paths,
-                                  _Images(test.paths, cfg.data.resize, int(t.workers), "voc2012 test"))
+    f_train, k_train, _ = _features(cfg, "voc2012_" + t.voc2012.train_split, train.paths)
+    f_test, k_test, _ = _features(cfg, "voc2012_" + t.voc2012.test_split, test.paths)
     scores = classifiers.fit_multilabel_softmax(f_train[layer], train.targets[k_train], f_test[layer],
                                                 **_settings(cfg, "softmax"))
     targets = test.targets[k_test]

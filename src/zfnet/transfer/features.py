@@ -11,6 +11,10 @@ hashes the checkpoint's bytes, the image list and every setting, so a retrained 
 set gets its own entry and an existing one is never recomputed. Entries are written to a temp folder and
 renamed: an interrupted extraction leaves no half entry. Images that cannot be decoded are reported and
 left out (their indices are in ``index.json``).
+
+Memory: the images are decoded ``chunk`` at a time and their features computed before the next chunk is
+decoded, so only the features (N x D, the output) grow with the dataset; the network sees the same batches
+of ``batch_size`` readable images as if the whole set had been decoded at once (same features, bit for bit).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from zfnet.data.preprocess import BadImage, center_crop
 from zfnet.parallel import process_map, readable
 from zfnet.progress import bar
 
-__all__ = ["LAYERS", "load_images", "extract", "cached_features", "checkpoint_digest"]
+__all__ = ["LAYERS", "load_images", "image_chunks", "extract", "cached_features", "checkpoint_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +61,50 @@ def load_images(paths: Sequence[str | Path], resize: int, workers: int = 1, desc
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), keep, bad
 
 
+def image_chunks(paths: Sequence[str | Path], resize: int, chunk: int, workers: int = 1,
+                 keep: list[int] | None = None, bad: list[tuple[str, str]] | None = None):
+    """``load_images`` ``chunk`` paths at a time: yields each chunk's uint8 (M, 3, resize, resize) readable
+    images; their indices into ``paths`` are appended to ``keep`` and the unreadable ones to ``bad``."""
+    if chunk < 1:
+        raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
+    for start in range(0, len(paths), chunk):
+        images, k, b = load_images(paths[start:start + chunk], resize, workers, progress=False)
+        if keep is not None:
+            keep += [start + i for i in k]
+        if bad is not None:
+            bad += b
+        yield images
+
+
+def _rebatch(chunks, batch_size: int):
+    """Batches of exactly ``batch_size`` images (the last one smaller) out of chunks of any size."""
+    pending = None
+    for c in chunks:
+        pending = c if pending is None or not len(pending) else torch.cat([pending, c])
+        while len(pending) >= batch_size:
+            yield pending[:batch_size]
+            pending = pending[batch_size:]
+    if pending is not None and len(pending):
+        yield pending
+
+
 @torch.no_grad()
-def extract(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, layers: Sequence[str] = LAYERS,
-            grid: int = 6, batch_size: int = 64, progress: bool = False, call: int | None = None
-            ) -> dict[str, np.ndarray]:
+def extract(model: torch.nn.Module, images, mean: torch.Tensor, layers: Sequence[str] = LAYERS,
+            grid: int = 6, batch_size: int = 64, progress: bool = False, call: int | None = None,
+            total: int | None = None) -> dict[str, np.ndarray]:
     """Features of ``layers`` for uint8 images (N, 3, s, s) minus ``mean`` (3, s, s): layer -> (N, D) float32.
 
-    ``layers``: module paths of any model (ours: ``conv1``..``fc7``; vgg16: ``features.29``, ``classifier.4``);
-    the forward stops at the deepest. Spatial maps are max-pooled to at most ``grid`` x ``grid``. Images
-    larger than ``mean`` are centre-cropped to its size first."""
+    ``images``: one uint8 tensor, or an iterable of uint8 tensors (chunks, e.g. :func:`image_chunks`), run in
+    batches of ``batch_size`` images across chunk boundaries (the batches of the whole set at once); ``total``:
+    the number of images, for the progress line. ``layers``: module paths of any model (ours:
+    ``conv1``..``fc7``; vgg16: ``features.29``, ``classifier.4``); the forward stops at the deepest. Spatial
+    maps are max-pooled to at most ``grid`` x ``grid``. Images larger than ``mean`` are centre-cropped to its
+    size first."""
+    from zfnet.progress import bar
+
     crop = mean.shape[-1]
-    top, left = crop_offsets(images.shape[-1], crop)[4]
+    if isinstance(images, torch.Tensor):
+        images, total = [images], len(images)
     layers = list(layers)
 
     def pooled(_p, value):  # reduced inside the hook: later in-place ops cannot change it
@@ -76,14 +113,16 @@ def extract(model: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, la
         return value.detach().flatten(1).float().cpu().numpy().copy()
 
     out: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    with _hooks.eval_mode(model):
+    with _hooks.eval_mode(model), bar(total=total, desc="features", unit="img", disable=not progress) as shown:
         which = None
-        for start in bar(range(0, len(images), batch_size), desc="features", unit="batch", disable=not progress):
-            x = images[start : start + batch_size, :, top : top + crop, left : left + crop].float() - mean
+        for batch in _rebatch(images, batch_size):
+            top, left = crop_offsets(batch.shape[-1], crop)[4]
+            x = batch[:, :, top : top + crop, left : left + crop].float() - mean
             if which is None:
                 which = _hooks.calls(model, x, layers, call)
             for name, value in _hooks.run(model, x, layers, reduce=pooled, call=which)[0].items():
                 out[name].append(value)
+            shown.update(len(batch))
     return {name: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for name, v in out.items()}
 
 
@@ -98,12 +137,13 @@ def checkpoint_digest(path: str | Path) -> str:
 def cached_features(checkpoint: str | Path, mean_path: str | Path, paths: Sequence[str | Path], cache_dir: str | Path,
                     dataset: str, resize: int, crop: int, layers: Sequence[str] = LAYERS, grid: int = 6,
                     batch_size: int = 64, workers: int = 1, progress: bool = True,
-                    images: Callable[[], tuple[torch.Tensor, list[int], list]] | None = None
+                    images: Callable[[], tuple[torch.Tensor, list[int], list]] | None = None, chunk: int = 1024
                     ) -> tuple[dict[str, np.ndarray], list[int], list]:
     """(layer -> float32 (M, D) features, indices into ``paths`` of the M readable images, unreadable list).
 
-    Computed once per (checkpoint, images, settings); later calls read the cache. ``images``: a callable
-    returning ``load_images(paths, resize)``'s result, when the caller has (or will need) them anyway.
+    Computed once per (checkpoint, images, settings); later calls read the cache. The images are decoded
+    ``chunk`` at a time (memory: one chunk, not the dataset); ``images``: instead, a callable returning
+    ``load_images(paths, resize)``'s result, for a caller that holds every image anyway.
     """
     from zfnet.models.weights import load_model
 
@@ -125,13 +165,15 @@ def cached_features(checkpoint: str | Path, mean_path: str | Path, paths: Sequen
                          "(data.resize); run the prepare stage with the same data.resize")
     top, left = crop_offsets(resize, crop)[4]
     mean = mean_full[:, top : top + crop, left : left + crop]
+    model = load_model(checkpoint)
     if images is None:
-        images = lambda: load_images(paths, resize, workers, desc=f"{dataset} images", progress=progress)  # noqa: E731
-    pixels, keep, bad = images()
+        keep, bad = [], []
+        pixels = image_chunks(paths, resize, chunk, workers, keep, bad)
+    else:
+        pixels, keep, bad = images()
+    feats = extract(model, pixels, mean, layers, grid, batch_size, progress=progress, total=len(paths))
     for path, reason in bad:
         log.warning("%s: %s; left out of %s", path, reason, dataset)
-    model = load_model(checkpoint)
-    feats = extract(model, pixels, mean, layers, grid, batch_size, progress=progress)
 
     tmp = entry.with_name(entry.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
