@@ -243,6 +243,7 @@ class Train:
     rms_clip: Optional[float] = v(check=gt(0))
     checkpoint_epochs: List[int] = v(check=each(ge(1)))
     limit_train_batches: Optional[Any] = v(check=LIMIT_BATCHES)
+    eval_crop_chunk: int = v(check=ge(10))  # crops per validation forward (whole images' ten crops)
     deterministic: bool = v()
     variant: Optional[str] = v()
 

@@ -7,6 +7,16 @@ per-pixel mean image cropped at the same place, in the paper's units (0–255 pi
 Validation batches stay whole (mean-subtracted) so the model can score the centre crop and the
 10-crop average from one batch.
 
+``in_memory: true`` (the demo) holds both splits as tensors. ``in_memory: false`` streams both from the shards,
+so memory is bounded by the batch size, never by the number of images:
+- training: ``StreamingShards`` (shards split over ranks, then workers; its length, and the loader's, are
+  the samples and batches this rank will produce, so the progress bar has a total);
+- validation: ``EvalShards`` over a ``SampleIndex`` (each image's byte range in its shard, read from the tar
+  headers at setup: ~50 bytes per image, 2.4 MB for ImageNet's 50,000): images in shard order, each read once
+  by one process. Under DDP rank r takes the contiguous slice [r N / W, (r+1) N / W) of the N images (no
+  padding, no repeats) in the same number of batches on every rank (at most the rank batch size each), so the
+  metrics, reduced across ranks at the epoch's end, count every image exactly once.
+
 The loader's work per sample is small on purpose: streamed shards are viewed in place (``decode_npy``)
 and stacked in their own HWC layout into one shared-memory batch (``collate_channels_last``: a memcpy
 per sample, where stacking (3, H, W) views would be a transposing copy); in-memory batches are one
@@ -15,6 +25,8 @@ per sample, where stacking (3, H, W) views would be a transposing copy); in-memo
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from pathlib import Path
 
@@ -25,6 +37,10 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default
 
 from zfnet.data import shards
 from zfnet.data.crops import batch_crops, random_crops, ten_crops
+
+# Lightning warns about every IterableDataset with a length, that workers may duplicate data; ours split
+# their data between workers, and their lengths are what an epoch yields (tests/test_eval_streaming.py)
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
 def collate_channels_last(samples: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +69,31 @@ class StreamingShards(IterableDataset):
     epoch and split over nodes and workers, a shuffle buffer within, uint8 (3, H, W) + label out (a view
     of the shard's HWC bytes: batch with ``collate_channels_last``)."""
 
-    def __init__(self, urls: list[str], shuffle_buffer: int = 2000, seed: int = 0):
+    def __init__(self, urls: list[str], shuffle_buffer: int = 2000, seed: int = 0, sizes: list[int] | None = None):
         self.urls, self.shuffle_buffer, self.seed, self.epochs = urls, shuffle_buffer, seed, 0
+        self.sizes = list(sizes) if sizes is not None else shards.shard_sizes([Path(u) for u in urls])
+        if len(self.sizes) != len(self.urls):
+            raise ValueError(f"StreamingShards: {len(self.sizes)} shard sizes for {len(self.urls)} shards")
+
+    def shares(self, workers: int = 0) -> list[int]:
+        """Samples each DataLoader worker of this process streams (one entry without workers): the shards
+        are split as webdataset's ``split_by_node`` then ``split_by_worker`` split them (shards rank::world,
+        then worker::workers; rank and world read the same way), before any shuffle."""
+        from webdataset.utils import pytorch_worker_info
+
+        rank, world, _, _ = pytorch_worker_info()
+        mine = self.sizes[rank::world] if world > 1 else self.sizes
+        n = max(1, int(workers))
+        return [sum(mine[w::n]) for w in range(n)]
+
+    def __len__(self) -> int:
+        """The number of samples this process (rank) streams per epoch."""
+        return sum(self.shares())
+
+    def batches(self, batch_size: int, workers: int = 0) -> int:
+        """Batches per epoch of a DataLoader with ``workers`` workers: each worker batches its own stream, so
+        each ends with its own partial batch."""
+        return sum(math.ceil(n / batch_size) for n in self.shares(workers))
 
     def __iter__(self):
         import webdataset as wds
@@ -73,6 +112,85 @@ class StreamingShards(IterableDataset):
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             for sample in pipeline.shuffle(self.shuffle_buffer):
                 yield torch.from_numpy(shards.decode(sample)).permute(2, 0, 1), int(sample["cls"])
+
+
+class StreamLoader(DataLoader):
+    """A DataLoader over ``StreamingShards`` whose length is the number of batches it will yield (the
+    torch default, ceil(samples / batch), misses the partial batch each worker ends with)."""
+
+    def __len__(self) -> int:
+        return self.dataset.batches(self.batch_size, self.num_workers)
+
+
+class SampleIndex:
+    """Where each image of a split lies in its shards (byte ranges read from the tar headers), in shard
+    order; ``read(start, stop)`` reads a slice of images as one uint8 (n, 3, H, W) batch (channels-last
+    memory) and its labels. Small and picklable (no open files): copied to each DataLoader worker."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = [str(p) for p in paths]
+        rows = []
+        for s, path in enumerate(self.paths):
+            for key, members in shards.index_shard(path):
+                kind = "npy" if "npy" in members else "jpg" if "jpg" in members else None
+                if kind is None or "cls" not in members:
+                    raise ValueError(f"{path}: sample {key} has {sorted(members)}; expected npy or jpg, and cls")
+                rows.append((s, *members[kind], kind == "jpg", *members["cls"]))
+        table = np.asarray(rows, dtype=np.int64).reshape(-1, 6)
+        self.shard, self.offset, self.size, self.jpg, self.cls_offset, self.cls_size = table.T.copy()
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+    def read(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = stop - start
+        images, labels, fd, current = None, np.empty(n, np.int64), None, -1
+        try:
+            for i, k in enumerate(range(start, stop)):
+                if self.shard[k] != current:  # one open shard at a time (images are in shard order)
+                    if fd is not None:
+                        os.close(fd)
+                    current = int(self.shard[k])
+                    fd = os.open(self.paths[current], os.O_RDONLY)
+                data = shards.read_member(fd, int(self.offset[k]), int(self.size[k]))
+                image = shards.decode({"jpg" if self.jpg[k] else "npy": data})
+                if images is None:
+                    images = np.empty((n, *image.shape), np.uint8)
+                images[i] = image
+                labels[i] = int(shards.read_member(fd, int(self.cls_offset[k]), int(self.cls_size[k])))
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels)
+
+
+class EvalShards(IterableDataset):
+    """A split read once, in order, in batches (use with ``DataLoader(batch_size=None)``), never held whole.
+
+    This process (``rank`` of ``world``) takes the contiguous slice [rank N / world, (rank+1) N / world) of the
+    N images and reads it in ``len(self)`` batches of at most ``batch_size`` images and near-equal sizes; every
+    rank has the same number of batches (ranks' slices differ by at most one image), so no rank waits on a
+    collective another never enters. DataLoader workers take batches j, j + workers, ... which the loader
+    yields round-robin: the order of batches is the same with any number of workers."""
+
+    def __init__(self, index: SampleIndex, batch_size: int, rank: int = 0, world: int = 1):
+        n = len(index)
+        if n < world:
+            raise ValueError(f"{Path(index.paths[0]).parent if index.paths else '?'}: {n} images to evaluate on "
+                             f"{world} processes; each process needs at least one")
+        lo, hi = rank * n // world, (rank + 1) * n // world
+        # the same count on every rank; fewer only if batch_size = 1 and this rank has one image less
+        k = min(math.ceil(math.ceil(n / world) / batch_size), hi - lo)
+        self.index, self.bounds = index, [lo + j * (hi - lo) // k for j in range(k + 1)]
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for j in range(worker, len(self), workers):
+            yield self.index.read(self.bounds[j], self.bounds[j + 1])
 
 
 class ShardDataModule(pl.LightningDataModule):
@@ -102,8 +220,9 @@ class ShardDataModule(pl.LightningDataModule):
         if self.crop > self.mean.shape[-1]:
             raise ValueError(f"data.crop={self.crop} is larger than the prepared images ({self.mean.shape[-1]})")
         self.splits = {}
-        if not self.in_memory:
+        if not self.in_memory:  # both splits stream: memory bounded by the batch, not by the split's size
             self.splits["train"] = StreamingShards([str(p) for p in shards.shards(self.prepared_dir, "train")])
+            self.splits["val"] = SampleIndex(shards.shards(self.prepared_dir, "val"))
         for split in ("train", "val"):
             if split in self.splits:
                 continue
@@ -123,16 +242,21 @@ class ShardDataModule(pl.LightningDataModule):
         n = self.rank_batch_size
         data = self.splits["train"]
         if isinstance(data, StreamingShards):
-            return DataLoader(data, batch_size=n, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+            return StreamLoader(data, batch_size=n, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                               persistent_workers=self.num_workers > 0, collate_fn=collate_channels_last)
         return DataLoader(data, batch_size=n, shuffle=True, num_workers=self.num_workers, collate_fn=_batch,
                           drop_last=len(data) > self.batch_size, pin_memory=torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        # under DDP, Lightning's DistributedSampler pads the last batch by repeating samples when the
-        # val set does not divide by the world size; the metrics are then over those few repeats too
-        return DataLoader(self.splits["val"], batch_size=self.rank_batch_size, num_workers=self.num_workers,
+        data = self.splits["val"]
+        if isinstance(data, SampleIndex):  # streamed: this rank's slice, each image once (see EvalShards)
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+            return DataLoader(EvalShards(data, self.rank_batch_size, rank, world), batch_size=None,
+                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        # in memory: under DDP, Lightning's DistributedSampler pads the last batch by repeating samples when
+        # the val set does not divide by the world size; the metrics are then over those few repeats too
+        return DataLoader(data, batch_size=self.rank_batch_size, num_workers=self.num_workers,
                           collate_fn=_batch, persistent_workers=self.num_workers > 0)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

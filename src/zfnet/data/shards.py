@@ -139,3 +139,53 @@ def iter_split(out_dir: str | Path, split: str, limit: int | None = None,
             if keep is None or index in keep:
                 yield index, decode(sample), int(sample["cls"]), json.loads(sample["json"])
             index += 1
+
+
+# ------------------------------------------------------------------------------------------- random access
+# Readers that address one sample of a shard by its byte range (from the tar headers alone), so a split can be
+# read in any slices, by any process, without streaming every shard from its start or holding the split.
+
+
+def _key_ext(name: str) -> tuple[str, str]:
+    """WebDataset's grouping rule: the key is the member name up to the first dot of its base name."""
+    folder, _, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), ext
+
+
+def index_shard(path: str | Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """(key, {extension: (byte offset, size)}) for every sample of one shard, in the shard's order, read from
+    the tar headers only (512 bytes per member; the data is skipped)."""
+    samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    with tarfile.open(path, "r:") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            key, ext = _key_ext(info.name)
+            if not samples or samples[-1][0] != key:
+                samples.append((key, {}))
+            samples[-1][1][ext] = (info.offset_data, info.size)
+    return samples
+
+
+def shard_sizes(paths: list[Path]) -> list[int]:
+    """The number of samples in each shard: its sidecar's ``written`` count where the prepare stage left one
+    (``<shard>.json``), else counted from the tar headers."""
+    sizes = []
+    for path in paths:
+        sidecar = Path(path).with_suffix(".json")
+        try:
+            sizes.append(int(json.loads(sidecar.read_text())["written"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            sizes.append(len(index_shard(path)))
+    return sizes
+
+
+def read_member(fd: int, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of an open file descriptor (``os.pread``: no shared file position)."""
+    import os
+
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise OSError(f"short read: {len(data)} of {size} bytes at offset {offset} (a truncated shard?)")
+    return data

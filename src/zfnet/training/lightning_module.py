@@ -2,8 +2,10 @@
 
 SGD (lr 1e-2, momentum 0.9), learning rate ×0.1 when validation error plateaus, dropout in the model,
 conv filter RMS clipping after every optimizer step. Validation scores the centre crop and the
-10-crop average from the same whole (mean-subtracted) images. Metrics are torchmetrics, so they are
-reduced across DDP ranks.
+10-crop average from the same whole (mean-subtracted) images, ``eval_crop_chunk`` crops per forward
+(``eval_crop_chunk // 10`` images' ten crops at a time), so the activations' memory is bounded by that
+setting, not by the batch size; the logits are those of one forward over all the crops. Metrics are
+torchmetrics, so they are reduced across DDP ranks.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from zfnet.training.rms_clip import filter_rms, rms_clip_
 class Classifier(pl.LightningModule):
     def __init__(self, model_cfg: dict, num_classes: int, crop: int, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4, lr_factor: float = 0.1, lr_patience: int = 3,
-                 rms_clip: float | None = 0.1, channels_last: bool = False):
+                 rms_clip: float | None = 0.1, channels_last: bool = False, eval_crop_chunk: int = 320):
         super().__init__()
+        if int(eval_crop_chunk) < 10:
+            raise ValueError(f"train.eval_crop_chunk: expected an integer >= 10 (one image's ten crops), got {eval_crop_chunk!r}")
         self.save_hyperparameters()
         self.model = build(num_classes=num_classes, input_size=crop, **model_cfg)
         if channels_last:
@@ -76,11 +80,20 @@ class Classifier(pl.LightningModule):
         for metric in (self.train_loss, self.metrics["train_top1"], self.metrics["train_top5"]):
             metric.reset()
 
+    def ten_crop_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) whole images -> (B, 10, classes) logits of their ten crops (TenCrop order), cropped
+        and run ``eval_crop_chunk // 10`` images at a time: at most that many crops in memory at once."""
+        per = max(1, int(self.hparams.eval_crop_chunk) // 10)
+        out = []
+        for part in x.split(per):
+            crops = ten_crops(part, self.hparams.crop)  # (b, 10, C, s, s): this chunk's crops only
+            out.append(self(crops.flatten(0, 1)).view(part.shape[0], 10, -1))
+            del crops
+        return torch.cat(out)
+
     def validation_step(self, batch, batch_idx):
         x, y = batch  # whole images; centre crop and the ten crops of each
-        crops = ten_crops(x, self.hparams.crop)  # (B, 10, C, s, s)
-        b = crops.shape[0]
-        logits = self(crops.flatten(0, 1)).view(b, 10, -1)
+        logits = self.ten_crop_logits(x)
         centre = logits[:, 4]
         avg = logits.softmax(-1).mean(1)
         self.log("val/loss", F.cross_entropy(centre, y), on_epoch=True, sync_dist=True)

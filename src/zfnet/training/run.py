@@ -323,7 +323,8 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     module = Classifier(OmegaConf.to_container(cfg.model, resolve=True), num_classes, crop=s["crop"],
                         lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"],
                         lr_factor=s["lr_factor"], lr_patience=s["lr_patience"],
-                        rms_clip=s["rms_clip"], channels_last=gpu)
+                        rms_clip=s["rms_clip"], channels_last=gpu,
+                        eval_crop_chunk=_setting(cfg, "train.eval_crop_chunk", int, low=10))
     identity = run_identity(cfg)
     plan = plan_resume(out_dir, identity["fingerprint"], s["epochs"])
     stamp = out_dir / "run_config.json"
