@@ -125,6 +125,93 @@ def test_frozen_layers_stay_bit_identical_after_training(trainable):
     assert len(module.history) == 2 and {"train_loss", "val_accuracy"} <= set(module.history[0])
 
 
+def _image_files(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` JPEGs of assorted sizes and aspect ratios, half of them with a red cast (class 1)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        h, w = int(rng.integers(24, 48)), int(rng.integers(24, 48))
+        a = rng.integers(0, 120, (h, w, 3), dtype=np.uint8)
+        a[..., 0] += np.uint8(120 * (i % 2))
+        paths.append(folder / f"{'cat' if i % 2 == 0 else 'dog'}.{i}.jpg")
+        Image.fromarray(a).save(paths[-1], quality=90)
+    return paths
+
+
+def _in_memory_fit(module, images, labels, val_images, val_labels, batch_size, seed):
+    """The former fit: every image held in TensorDatasets (the reference)."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = TensorDataset(images, labels.long())
+    bs = min(batch_size, len(data))
+    train = DataLoader(data, batch_size=bs, shuffle=True, drop_last=len(data) > bs)
+    val = DataLoader(TensorDataset(val_images, val_labels.long()), batch_size=max(bs, 64))
+    trainer = pl.Trainer(max_epochs=module.epochs, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, deterministic=True)
+    module.model.train()
+    trainer.fit(module, train, val)
+    return module
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_streamed_fine_tuning_equals_the_in_memory_path(tmp_path, workers):
+    """Training, validation, predictions, the top-9 searches and the occlusion choice read the images batch by
+    batch from their files; the former path held them all as tensors. Same numbers, bit for bit."""
+    from PIL import Image
+
+    from zfnet.data.image_files import FileStream, ImageFiles, side_loader
+    from zfnet.finetune.analyses import before_after, occlusion_per_class
+    from zfnet.finetune.training import _centre, predict
+
+    resize, crop = 20, 16
+    paths = _image_files(tmp_path / "train", 22)
+    labels = torch.arange(22) % 2
+    pixels = torch.stack([torch.from_numpy(np.array(  # torchvision's Resize + CenterCrop: the reference decoding
+        torchvision.transforms.CenterCrop(resize)(torchvision.transforms.Resize(resize)(Image.open(p).convert("RGB")))
+    )).permute(2, 0, 1) for p in paths])
+    tr, va = list(range(0, 14)), list(range(14, 22))
+
+    def tuner():
+        torch.manual_seed(3)
+        model = _small_net()
+        head = replace_head(model, 2, generator=torch.Generator().manual_seed(0))
+        return FineTuner(model, apply_strategy(model, head, "fc", lr=0.05), torch.full((3, 1, 1), 110.0), crop, 3)
+
+    ref = _in_memory_fit(tuner(), pixels[tr], labels[tr], pixels[va], labels[va], 4, seed=5)
+    streamed = fit(tuner(), ImageFiles([paths[i] for i in tr], labels[tr].tolist(), resize),
+                   ImageFiles([paths[i] for i in va], labels[va].tolist(), resize), 4, seed=5, workers=workers)
+    assert streamed.history == ref.history
+    for (k, a), b in zip(ref.model.state_dict().items(), streamed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    probs = predict(streamed, side_loader(ImageFiles(paths, None, resize), 64, workers))
+    with torch.no_grad():
+        ref.model.eval()
+        expected = torch.softmax(ref.model(_centre(ref.normalize(pixels), crop)), 1).numpy()
+    assert np.array_equal(probs, expected)
+
+    # the analyses: over every image, in memory (the former call) and streamed in batches of 64
+    x = _centre(ref.normalize(pixels), crop).detach()
+    stream = FileStream(paths, resize, 64, workers, transform=lambda b: _centre(ref.normalize(b), crop).detach())
+    source = tuner().model.eval()
+    runs = {}
+    for tag, images in (("memory", x), ("stream", stream)):
+        out = tmp_path / tag
+        figs, overlap = before_after(source, ref.model.eval(), images, out, layer="2", maps=3, k=4)
+        figs += occlusion_per_class(ref.model, images, labels, out / "occ", ["cat", "dog"], layer="2")
+        runs[tag] = (overlap, {Path(f).relative_to(out): Path(f).read_bytes() for f in figs},
+                     json.loads((out / "top9_after" / "index.json").read_text()))
+    assert runs["stream"][0] == runs["memory"][0]
+    assert runs["stream"][2] == runs["memory"][2]  # the same units of the same images
+    assert runs["stream"][1].keys() == runs["memory"][1].keys() and len(runs["memory"][1]) >= 4
+    assert runs["stream"][1] == runs["memory"][1]  # the figures, byte for byte
+
+
 def test_learning_rate_groups_are_the_configured_ones():
     conf = OmegaConf.load(CONF / "finetune" / "strategy" / "all.yaml")  # the strategy file as written
     assert conf.trainable == "all" and conf.pretrained_lr < conf.lr

@@ -325,3 +325,58 @@ def test_nonpretrained_baseline_learns_a_separable_task():
     pred = nonpretrained.fit_predict(images[tr], y[tr], images[te], 2, {"name": "zfnet", "width": 0.125, "init": "kaiming"},
                                      crop=64, epochs=20, batch_size=16, lr=0.01)
     assert mean_per_class_accuracy(y[te], pred) >= 0.9
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_nonpretrained_from_files_equals_the_in_memory_baseline(tmp_path, workers, monkeypatch):
+    """The baseline reads its images batch by batch from the files; the former one held every image as a
+    tensor and took its mean image at once. Same mean, same predictions (the in-memory path inlined)."""
+    import pytorch_lightning as pl
+    import torchvision
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from zfnet.data.image_files import ImageFiles
+    from zfnet.transfer.nonpretrained import ScratchClassifier, mean_image
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 12)
+    paths = []
+    for i, label in enumerate(y):
+        a = rng.integers(0, 110, (int(rng.integers(72, 96)), int(rng.integers(72, 96)), 3), dtype=np.uint8)
+        a[..., 0] += np.uint8(140 * label)
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(a).save(paths[-1])
+    resize, crop = 72, 64
+    pixels = torch.stack([torch.from_numpy(np.array(torchvision.transforms.CenterCrop(resize)(
+        torchvision.transforms.Resize(resize)(Image.open(p).convert("RGB"))))).permute(2, 0, 1) for p in paths])
+    order = np.random.default_rng(1).permutation(len(y))
+    tr, te = order[:16], order[16:]
+    model_cfg = {"name": "zfnet", "width": 0.125, "init": "kaiming"}
+
+    # the reference: the former fit_predict, every image in memory
+    pl.seed_everything(4, workers=True, verbose=False)
+    mean = pixels[tr].double().mean(0)
+    ref = ScratchClassifier(model_cfg, 2, crop, mean, 0.01, 0.9, 5e-4, 3)
+    data = TensorDataset(pixels[tr], torch.as_tensor(y[tr], dtype=torch.long))
+    pl.Trainer(max_epochs=3, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, deterministic=True
+               ).fit(ref, DataLoader(data, batch_size=6, shuffle=True, drop_last=True))
+    with torch.no_grad():
+        ref.model.eval()
+        logits = ref.model(pixels[te].float()[..., 4:68, 4:68] - mean.float()[..., 4:68, 4:68])  # the centre crop
+
+    files = lambda idx: ImageFiles([paths[i] for i in idx], y[idx], resize)  # noqa: E731
+    assert torch.equal(mean_image(files(tr), batch_size=5, workers=workers), mean)
+    trained = []
+
+    class Recorded(ScratchClassifier):  # keeps the trained network for the comparison
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            trained.append(self)
+
+    monkeypatch.setattr(nonpretrained, "ScratchClassifier", Recorded)
+    pred = nonpretrained.fit_predict(files(tr), None, files(te), 2, model_cfg, crop=crop, epochs=3, batch_size=6,
+                                     lr=0.01, seed=4, workers=workers)
+    assert np.array_equal(pred, logits.argmax(1).numpy())
+    for (k, a), b in zip(ref.state_dict().items(), trained[0].state_dict().values()):
+        assert torch.equal(a, b), k  # every weight after training: the same batches in the same order

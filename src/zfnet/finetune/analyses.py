@@ -5,6 +5,10 @@
   :func:`zfnet.figures.deconv.fig2`), with the overlap of each map's top-9 image sets;
 * :func:`occlusion_per_class`: Fig. 7's occlusion figure (:func:`zfnet.figures.sensitivity.export`) for one
   image of each class, correctly classified by the fine-tuned model when one is.
+
+``images``: a (N, 3, crop, crop) tensor of network inputs or a stream of them
+(:class:`zfnet.data.image_files.FileStream`: batches in order, ``take(indices)``, ``batched(n)``): the
+searches hold one batch at a time and only the winning images are decoded again for the figures.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ def _last_conv(model: nn.Module) -> str:
     return convs[-1]
 
 
-def before_after(source: nn.Module, tuned: nn.Module, images: torch.Tensor, out_dir: str | Path, *,
+def _batches(images, n: int):
+    return images.split(n) if isinstance(images, torch.Tensor) else images.batched(n)
+
+
+def _take(images, index: list[int]) -> torch.Tensor:
+    return images[index] if isinstance(images, torch.Tensor) else images.take(index)
+
+
+def before_after(source: nn.Module, tuned: nn.Module, images, out_dir: str | Path, *,
                  layer: str | None = "conv5", maps: int = 4, k: int = 9, seed: int = 0,
                  mean: torch.Tensor | None = None) -> tuple[list[str], dict]:
     """Fig. 2 for ``maps`` maps of ``layer`` (None: the last conv) of both models over ``images`` (mean-
@@ -37,7 +49,7 @@ def before_after(source: nn.Module, tuned: nn.Module, images: torch.Tensor, out_
     fraction of a map's top-``k`` images that are the same in both models."""
     out_dir = Path(out_dir)
     layer = layer or _last_conv(tuned)
-    k = min(k, images.shape[0])
+    k = min(k, len(images))
     t0 = top_activations(source, images, [layer], k=k)
     t1 = top_activations(tuned, images, [layer], k=k)
     chosen = choose_maps(t0[layer], maps, seed)
@@ -53,18 +65,18 @@ def before_after(source: nn.Module, tuned: nn.Module, images: torch.Tensor, out_
     return paths, {"layer": layer, "per_map": per_map, "mean": sum(per_map.values()) / max(1, len(per_map))}
 
 
-def occlusion_per_class(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, out_dir: str | Path,
+def occlusion_per_class(model: nn.Module, images, labels: torch.Tensor, out_dir: str | Path,
                         classes: Sequence[str], *, layer: str, mean: torch.Tensor | None = None) -> list[str]:
     """Fig. 7 for the first image of each class the model classifies correctly (else the first of the class)."""
     with torch.no_grad():
-        predicted = torch.cat([model(b).argmax(1) for b in images.split(32)])
+        predicted = torch.cat([model(b).argmax(1) for b in _batches(images, 32)])
     chosen = []
     for c in range(len(classes)):
         of_class = (labels == c).nonzero().flatten().tolist()
         right = [i for i in of_class if int(predicted[i]) == c]
         if of_class:
             chosen.append((right or of_class)[0])
-    result = sensitivity_export(model, images[chosen], labels[chosen], out_dir, class_names=list(classes),
+    result = sensitivity_export(model, _take(images, chosen), labels[chosen], out_dir, class_names=list(classes),
                                 occlusion={"layer": layer}, invariance=False,
                                 image_names=[classes[int(labels[i])] for i in chosen], mean=mean)
     return result.figures.get("occlusion", [])

@@ -16,6 +16,11 @@
    maps of one validation image per class.
 
 Every problem with the config or the data is raised before any training.
+
+Memory: no image set is held. One decoding pass finds the readable files; every later pass (training,
+validation, test1 predictions, the top-9 searches and the occlusion choice) decodes the files batch by batch
+with ``finetune.workers`` processes (:mod:`zfnet.data.image_files`), and the figures decode only the images
+they show. The batches and their order are those of the former in-memory path, so the numbers are too.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from zfnet.data.image_files import FileStream, ImageFiles, check, side_loader
 from zfnet.figures.finetune import plot_training
 from zfnet.finetune.labels import Labelled, read_labelled, read_unlabelled
 from zfnet.finetune.network import apply_strategy, load_source, parameter_counts, replace_head
@@ -103,27 +109,26 @@ def _plan(cfg, name: str) -> Labelled:
 
 def run(cfg, name: str, progress: bool = True) -> dict:
     """Train strategy ``name`` over the learning curve; write its metrics, history, model and figures."""
-    from zfnet.transfer.features import load_images
-
     f = cfg.finetune
     data = _plan(cfg, name)
     s = f.strategies[name]
-    resize, crop = int(cfg.data.resize), int(cfg.data.crop)
+    resize, crop, workers = int(cfg.data.resize), int(cfg.data.crop), int(f.workers)
     mean, std = _mean_std(f, resize)
     source, fresh, arch = load_source(f.get("model"), f.get("weights"), f.checkpoint)
     t0 = time.perf_counter()
     test_paths, test_numbers, _ = read_unlabelled(Path(f.root) / "test1")
     n_labelled = len(data.paths)
-    pixels, keep, bad = load_images(data.paths + test_paths, resize, int(f.workers), desc="finetune images",
-                                    progress=progress)
+    # one decoding pass finds the readable files (the split counts only those); the images themselves are
+    # decoded again batch by batch whenever a pass needs them: memory is a few batches, not the image set
+    keep, bad = check(data.paths + test_paths, resize, workers, desc="finetune images", progress=progress)
     for path, why in bad:
         log.warning("%s: unreadable, left out (%s)", path, why)
-    labelled = [j for j, i in enumerate(keep) if i < n_labelled]
-    images, test_images = pixels[labelled], pixels[[j for j, i in enumerate(keep) if i >= n_labelled]]
+    paths = [data.paths[i] for i in keep if i < n_labelled]
+    labels = [data.labels[i] for i in keep if i < n_labelled]
+    test_files = [test_paths[i - n_labelled] for i in keep if i >= n_labelled]
     test_ids = [test_numbers[i - n_labelled] for i in keep if i >= n_labelled]
-    labels = torch.tensor([data.labels[i] for i in keep if i < n_labelled])
-    val_idx, pool, sizes = _split_checked(f, labels.tolist(), data.classes, Path(f.root) / "train")
-    val = (images[val_idx], labels[val_idx])
+    val_idx, pool, sizes = _split_checked(f, labels, data.classes, Path(f.root) / "train")
+    val = ImageFiles([paths[i] for i in val_idx], [labels[i] for i in val_idx], resize)
     threads = cfg.get("trainer", {}).get("threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -132,7 +137,8 @@ def run(cfg, name: str, progress: bool = True) -> dict:
     records, history = [], []
     module = None
     for n in sizes:
-        idx = torch.tensor(sorted(i for p in pool for i in p[:n]))
+        idx = sorted(i for p in pool for i in p[:n])
+        train = ImageFiles([paths[i] for i in idx], [labels[i] for i in idx], resize)
         torch.manual_seed(int(f.seed))
         g = torch.Generator().manual_seed(int(f.seed))
         model = copy.deepcopy(source) if s.pretrained else fresh()
@@ -140,7 +146,7 @@ def run(cfg, name: str, progress: bool = True) -> dict:
         groups = apply_strategy(model, head, str(s.trainable), float(s.lr), s.get("pretrained_lr"))
         module = FineTuner(model, groups, mean, crop, int(f.epochs), float(f.momentum), float(f.weight_decay), std)
         log.info("finetune %s: %d training images per class, %d epochs", name, n, int(f.epochs))
-        fit(module, (images[idx], labels[idx]), val, int(f.batch_size), accelerator, int(f.seed), progress=progress)
+        fit(module, train, val, int(f.batch_size), accelerator, int(f.seed), progress=progress, workers=workers)
         acc = float(module.history[-1]["val_accuracy"])
         records.append({"strategy": name, "n_train": n, "val_accuracy": acc})
         history += [{"strategy": name, "n_train": n, **row} for row in module.history]
@@ -158,7 +164,7 @@ def run(cfg, name: str, progress: bool = True) -> dict:
         "val_accuracy_largest": records[-1]["val_accuracy"], "train_seconds": round(time.perf_counter() - t0, 1),
     }
     out = Path(f.out_dir) / name
-    result |= _test1(cfg, module, out / "test1_predictions.csv", data.classes, test_images, test_ids)
+    result |= _test1(cfg, module, out / "test1_predictions.csv", data.classes, test_files, test_ids)
     result["figures"] = _analyses(cfg, name, source, module, val, data.classes, mean, out, bool(s.pretrained), result)
     result["history"] = pd.DataFrame(history)
     result["figures"].insert(0, plot_training(result["history"], out / "training_curves.png",
@@ -167,12 +173,12 @@ def run(cfg, name: str, progress: bool = True) -> dict:
     return result
 
 
-def _test1(cfg, module: FineTuner, path: Path, classes: list[str], images: torch.Tensor, ids: list[int]) -> dict:
+def _test1(cfg, module: FineTuner, path: Path, classes: list[str], files: list[Path], ids: list[int]) -> dict:
     """Predictions for the unlabelled test1/ (Kaggle's ``id,label``), scored when ground truth is given."""
     f = cfg.finetune
     if not ids:
         return {"test1_images": 0}
-    probs = predict(module, images)
+    probs = predict(module, side_loader(ImageFiles(files, None, int(cfg.data.resize)), 64, int(f.workers)))
     frame = pd.DataFrame({"id": ids, "label": probs[:, -1].round(6),
                           "predicted": [classes[i] for i in probs.argmax(1)]})
     write_text(path, frame.to_csv(index=False))
@@ -188,14 +194,16 @@ def _test1(cfg, module: FineTuner, path: Path, classes: list[str], images: torch
     return out
 
 
-def _analyses(cfg, name: str, source, module: FineTuner, val, classes: list[str], mean: torch.Tensor, out: Path,
-              pretrained: bool, result: dict) -> list[str]:
-    """Top-9 projections before / after and occlusion maps of the fine-tuned model; fills ``result``."""
+def _analyses(cfg, name: str, source, module: FineTuner, val: ImageFiles, classes: list[str], mean: torch.Tensor,
+              out: Path, pretrained: bool, result: dict) -> list[str]:
+    """Top-9 projections before / after and occlusion maps of the fine-tuned model; fills ``result``. The
+    validation images stream (one batch at a time); only the winners are decoded again for the figures."""
     from zfnet.finetune.analyses import before_after, occlusion_per_class
 
     a = cfg.finetune.analysis
     module = module.cpu()
-    x = _centre(module.normalize(val[0]), module.crop).detach()
+    x = FileStream(val.paths, val.resize, 64, int(cfg.finetune.workers),
+                   transform=lambda b: _centre(module.normalize(b), module.crop).detach())
     display_mean = mean.mean(dim=(1, 2)) if mean.shape[-1] > 1 else mean.flatten()
     if not torch.equal(module.std, torch.ones_like(module.std)):
         display_mean = None  # divided by std: shown stretched to each image's own range
@@ -205,7 +213,7 @@ def _analyses(cfg, name: str, source, module: FineTuner, val, classes: list[str]
     result["analysis_layer"] = overlap.pop("layer")
     result["top9_overlap"] = overlap["mean"] if pretrained else None  # a re-initialized net's maps do not correspond
     result["top9_overlap_per_map"] = overlap["per_map"] if pretrained else None
-    figures += occlusion_per_class(tuned, x, val[1], out, classes, layer=result["analysis_layer"], mean=display_mean)
+    figures += occlusion_per_class(tuned, x, torch.tensor(val.labels), out, classes, layer=result["analysis_layer"], mean=display_mean)
     return figures
 
 

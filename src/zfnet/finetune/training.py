@@ -1,4 +1,5 @@
-"""Fine-tuning with Lightning: SGD over the strategy's parameter groups, cosine-annealed, on uint8 images.
+"""Fine-tuning with Lightning: SGD over the strategy's parameter groups, cosine-annealed, on uint8 images
+read batch by batch (:mod:`zfnet.data.image_files`: memory is a few batches, not the image set).
 
 Training input: a random ``crop``² window of the ``resize``² image, flipped with probability 1/2, minus the
 source model's mean (and divided by ``std`` for torchvision-style models); evaluation: the centre crop.
@@ -13,9 +14,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from zfnet.data.crops import crop_offsets, random_crops
+from zfnet.data.image_files import loader
 from zfnet.training.progress import trainer_progress
 
 __all__ = ["FineTuner", "fit", "predict"]
@@ -89,31 +91,46 @@ class FineTuner(pl.LightningModule):
                 "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs))}
 
 
-def fit(module: FineTuner, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-        batch_size: int, accelerator: str = "cpu", seed: int = 0, progress: bool = False) -> FineTuner:
-    """Train ``module`` for its epochs on uint8 (N, 3, s, s) images; validation after every epoch."""
+def _dataset(data) -> Dataset:
+    """A Dataset of (uint8 image, label): one as it is, or an (images (N, 3, s, s), labels (N,)) pair."""
+    if isinstance(data, Dataset):
+        return data
+    images, labels = data
+    return TensorDataset(images, torch.as_tensor(labels).long())
+
+
+def fit(module: FineTuner, train, val, batch_size: int, accelerator: str = "cpu", seed: int = 0,
+        progress: bool = False, workers: int = 1) -> FineTuner:
+    """Train ``module`` for its epochs; validation after every epoch. ``train`` / ``val``: Datasets of
+    (uint8 (3, s, s) image, label), e.g. :class:`zfnet.data.image_files.ImageFiles` (decoded batch by batch,
+    ``workers`` processes), or (images, labels) tensor pairs. The batches, their order and so the result
+    are the same either way."""
     pl.seed_everything(seed, workers=True, verbose=False)
-    data = TensorDataset(train[0], train[1].long())
+    data = _dataset(train)
     bs = min(int(batch_size), len(data))
-    loader = DataLoader(data, batch_size=bs, shuffle=True, drop_last=len(data) > bs)
-    val_loader = DataLoader(TensorDataset(val[0], val[1].long()), batch_size=max(bs, 64))
+    train_loader = loader(data, bs, workers, shuffle=True, drop_last=len(data) > bs)
+    val_loader = loader(_dataset(val), max(bs, 64), workers)
     callbacks, bar = trainer_progress(progress)  # Lightning's bar on a terminal, log lines without one
     trainer = pl.Trainer(max_epochs=module.epochs, accelerator=accelerator, devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=bar, callbacks=callbacks,
                          enable_model_summary=False, num_sanity_val_steps=0, deterministic=True)
     module.model.train()  # the source comes in eval mode (frozen batch norms go back to eval each epoch)
-    trainer.fit(module, loader, val_loader)
+    trainer.fit(module, train_loader, val_loader)
     return module
 
 
 @torch.no_grad()
-def predict(module: FineTuner, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (N, C) of uint8 images, centre crop, eval mode."""
+def predict(module: FineTuner, images, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, C), centre crop, eval mode, of uint8 images: a (N, 3, s, s) tensor (run
+    ``batch_size`` at a time) or an iterable of uint8 batches (or of (images, labels) batches)."""
     model = module.model
     was = model.training
     model.eval()
     device = module.mean.device
-    out = [F.softmax(model(_centre(module.normalize(images[s : s + batch_size].to(device)), module.crop)), 1).cpu()
-           for s in range(0, len(images), batch_size)]
+    batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+    out = []
+    for x in batches:
+        x = x[0] if isinstance(x, (list, tuple)) else x
+        out.append(F.softmax(model(_centre(module.normalize(x.to(device)), module.crop)), 1).cpu())
     model.train(was)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)

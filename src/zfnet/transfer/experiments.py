@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from zfnet.data.image_files import ImageFiles
 from zfnet.transfer import classifiers, datasets, nonpretrained, paper
-from zfnet.transfer.features import cached_features, load_images
+from zfnet.transfer.features import cached_features
 from zfnet.transfer.protocols import folds, mean_per_class_accuracy, mean_std, voc_ap
 
 log = logging.getLogger(__name__)
@@ -25,25 +26,12 @@ log = logging.getLogger(__name__)
 LAYER_NUMBER = {"conv1": 1, "conv2": 2, "conv3": 3, "conv4": 4, "conv5": 5, "fc6": 6, "fc7": 7}
 
 
-class _Images:
-    """The dataset's decoded images, loaded at most once (features on a cache hit never need them)."""
-
-    def __init__(self, paths, resize: int, workers: int, name: str):
-        self.paths, self.resize, self.workers, self.name, self.value = paths, resize, workers, name, None
-
-    def __call__(self):
-        if self.value is None:
-            self.value = load_images(self.paths, self.resize, self.workers, desc=f"{self.name} images")
-        return self.value
-
-
-def _features(cfg, name: str, paths, images: _Images | None = None):
-    """``images``: only where the caller holds every image anyway (the non-pretrained baseline trains on them);
-    otherwise the features stream ``transfer.features.chunk`` images at a time."""
+def _features(cfg, name: str, paths):
+    """Layer features of ``paths``, decoded ``transfer.features.chunk`` images at a time (cached)."""
     t = cfg.transfer
     return cached_features(t.checkpoint, Path(cfg.prepare.out_dir) / "mean.npy", paths, t.cache_dir, name,
                            cfg.data.resize, cfg.data.crop, list(t.features.layers), int(t.features.grid),
-                           int(t.features.batch_size), int(t.workers), images=images, chunk=int(t.features.chunk))
+                           int(t.features.batch_size), int(t.workers), chunk=int(t.features.chunk))
 
 
 def _settings(cfg, kind: str) -> dict:
@@ -54,8 +42,7 @@ def caltech(cfg, name: str) -> list[dict]:
     """Records {dataset, method, layer, classifier, n_train, fold, accuracy} for one Caltech dataset."""
     t, d = cfg.transfer, cfg.transfer[name]
     data = datasets.load(name, d)
-    images = _Images(data.paths, cfg.data.resize, int(t.workers), name)
-    feats, keep, _bad = _features(cfg, name, data.paths, images if t.nonpretrained.enabled else None)
+    feats, keep, _bad = _features(cfg, name, data.paths)
     labels = data.labels[keep]
     records = []
     top = t.classifier.layer
@@ -73,14 +60,16 @@ def caltech(cfg, name: str) -> list[dict]:
                 records.append({"dataset": name, "method": "pretrained", "classifier": kind, "layer": layer,
                                 "n_train": n_train, "fold": fold, "accuracy": mean_per_class_accuracy(labels[te], pred)})
         if t.nonpretrained.enabled and n_train in d.train_per_class:
-            pixels, _, _ = images()
             npt = t.nonpretrained
+            files = [data.paths[i] for i in keep]  # the readable images (the features' rows): read batch by batch
             for fold, (tr, te) in enumerate(splits[: int(npt.folds)]):
                 log.info("%s: non-pretrained, %d per class, fold %d", name, n_train, fold)
+                train = ImageFiles([files[i] for i in tr], labels[tr], cfg.data.resize)
+                test = ImageFiles([files[i] for i in te], labels[te], cfg.data.resize)
                 pred = nonpretrained.fit_predict(
-                    pixels[tr], labels[tr], pixels[te], len(data.classes), OmegaConf.to_container(cfg.model, resolve=True),
+                    train, None, test, len(data.classes), OmegaConf.to_container(cfg.model, resolve=True),
                     int(cfg.data.crop), int(npt.epochs), int(npt.batch_size), float(npt.lr), float(npt.momentum),
-                    float(npt.weight_decay), seed=int(t.seed) + fold)
+                    float(npt.weight_decay), seed=int(t.seed) + fold, workers=int(t.workers))
                 records.append({"dataset": name, "method": "nonpretrained", "classifier": "softmax", "layer": "fc7",
                                 "n_train": n_train, "fold": fold, "accuracy": mean_per_class_accuracy(labels[te], pred)})
     return records
