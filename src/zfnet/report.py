@@ -361,8 +361,11 @@ def data_banner(cfg) -> str:
         (f"ImageNet as prepared: {', '.join(size)}. " if size else "") + f"Roots: {roots}.") + "</p>"
     changes = departures(cfg, prepared)
     if changes:
-        items = "".join(f"<li>{html.escape(str(c['what']))}: <strong>{html.escape(str(c['ours']))}</strong> "
-                        f"(paper: {html.escape(str(c['paper']))}; <code>{html.escape(c['key'])}</code>)</li>"
+        def shown(value) -> str:  # counts with thousands separators: 1,281,167
+            return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+        items = "".join(f"<li>{html.escape(str(c['what']))}: <strong>{html.escape(shown(c['ours']))}</strong> "
+                        f"(paper: {html.escape(shown(c['paper']))}; <code>{html.escape(c['key'])}</code>)</li>"
                         for c in changes)
         text += (f'<p class="reduced"><strong>Reduced run</strong>: {len(changes)} departure'
                  f'{"s" if len(changes) != 1 else ""} from the paper\'s setting. The numbers below check the pipeline, '
