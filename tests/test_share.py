@@ -45,7 +45,7 @@ def differing(a: dict[str, str], b: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def second_run(tiny_pipeline, tmp_path_factory):
+def second_run(tmp_path_factory):
     """Another clean `dvc repro` of the tiny pipeline, its results committed as the README says (DVC's
     autostage has staged dvc.lock and the .gitignore files it wrote)."""
     work = tmp_path_factory.mktemp("share") / "repo"
