@@ -87,12 +87,9 @@ def pipeline_env(work: Path, **extra) -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory) -> PipelineRun:
-    """`dvc repro` of the whole pipeline on the tiny profile in a temporary git copy of the repo, run twice,
-    then `dvc status`. Tests must not change it (copy `work` to experiment on it)."""
-    work = tmp_path_factory.mktemp("e2e") / "repo"
-    # tracked files as they are in the working tree (untracked files may be outputs of a local run)
+def tiny_repo(work: Path) -> dict:
+    """A git repo at ``work``: the tracked files as they are in the working tree (untracked files may be
+    outputs of a local run), params.yaml composed for the tiny profile, one commit. Returns its environment."""
     files = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, files):
@@ -104,7 +101,18 @@ def tiny_pipeline(tmp_path_factory) -> PipelineRun:
     sh([sys.executable, "-m", "zfnet.config", "--out", str(work / "params.yaml"), "profile=tiny"], work, env)
     sh(["git", "init", "-q"], work, env)
     sh(["git", "add", "-A"], work, env)
-    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], work, env)
+    # a fixed date: two copies of the same files are the same commit (the report shows its revision)
+    dated = {**env, "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], work, dated)
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> PipelineRun:
+    """`dvc repro` of the whole pipeline on the tiny profile in a temporary git copy of the repo, run twice,
+    then `dvc status`. Tests must not change it (copy `work` to experiment on it)."""
+    work = tmp_path_factory.mktemp("e2e") / "repo"
+    env = tiny_repo(work)
     first = sh(["dvc", "repro"], work, env)
     second = sh(["dvc", "repro"], work, env)
     status = sh(["dvc", "status"], work, env)

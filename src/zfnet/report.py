@@ -510,8 +510,8 @@ def write_report(cfg) -> Path:
     for stem, (path, frame) in found_tables.items():
         body = table_note(stem, cfg) + _frame_html(frame, stem)
         if stem == "table2_imagenet" and metrics:
-            body += (f"<p>{metrics['epochs']} epochs, {metrics['num_classes']} classes, "
-                     f"{metrics['train_seconds']} s of training.</p>")
+            body += (f"<p>{metrics['epochs']} epochs, {metrics['num_classes']} classes "
+                     "(the training time is in the train run's W&B summary and the stage's log).</p>")
         if path is not None:
             links = [path] + [p for p in [path.with_suffix(".md")] if p.is_file()]
             body += "<p>" + " · ".join(f'<a href="{_href(p, root)}">{html.escape(p.name)}</a>' for p in links) + "</p>"
