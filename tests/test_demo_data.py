@@ -144,7 +144,7 @@ def test_voc_layout(out):
 def test_ground_truth_files_and_summary(out):
     gt = out / "ground_truth"
     assert sorted(p.name for p in gt.iterdir()) == sorted(
-        ["imagenet.csv", "caltech101.csv", "caltech256.csv", "duplicates.csv"]
+        ["imagenet.csv", "caltech101.csv", "caltech256.csv", "duplicates.csv", "landmarks.csv"]
     )
     with open(gt / "imagenet.csv", newline="") as f:
         assert next(csv.reader(f)) == demo.GT_COLUMNS_IMAGENET
@@ -155,6 +155,12 @@ def test_ground_truth_files_and_summary(out):
         assert next(csv.reader(f)) == ["dataset", "caltech_path", "imagenet_path", "scale", "jpeg_quality"]
     inet = _read_csv(gt / "imagenet.csv")
     assert sum(r["split"] == "train" for r in inet) == 12 and sum(r["split"] == "val" for r in inet) == 6
+    # landmarks.csv: every validation image's eyes and nose from imagenet.csv, as ImageId,part,x,y
+    expected = [[Path(r["path"]).stem, part, r[f"{part}_x"], r[f"{part}_y"]] for r in inet
+                if r["split"] == "val" and r["nose_x"] for part in ("right_eye", "left_eye", "nose")]
+    with open(gt / "landmarks.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["ImageId", "part", "x", "y"] and rows[1:] == expected and expected
     for row in inet:
         assert (out / row["path"]).is_file()
     s = json.loads((out / "summary.json").read_text())
@@ -436,11 +442,15 @@ def test_split_package_writes_the_same_bytes_as_the_single_module(tmp_path):
     before = {k: v for k, v in _hashes(tmp_path / "before").items()}
     after = _hashes(tmp_path / "after")
     assert len(before) > 100
-    assert after == before  # every file, summary.json included, byte for byte
+    # every file of the single module byte for byte; added since: Table 1's landmarks in the format a user
+    # writes for real ImageNet (ground_truth/landmarks.csv), which the summary's file count and bytes include
+    assert after.pop("ground_truth/landmarks.csv")
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert set(after) == set(before) and changed == {"summary.json"}
     # with the probe set and Dogs vs. Cats on, every earlier file but summary.json keeps its bytes
     demo.generate(cfg | {"broden": {"images": 4, "size": 64}}, tmp_path / "with_probe", progress=False)
     with_probe = _hashes(tmp_path / "with_probe")
     changed = {k for k in before if with_probe.get(k) != before[k]}
-    assert changed == {"summary.json"}
+    assert changed == {"summary.json"} and "ground_truth/landmarks.csv" in with_probe
     assert any(k.startswith("broden/") for k in with_probe)
     assert any(k.startswith("dogscats/train/") for k in with_probe) and "ground_truth/dogscats.csv" in with_probe
