@@ -120,9 +120,9 @@ def kill_partway(work: Path, env: dict, stage: str, started, log: Path) -> tuple
     raise AssertionError(f"processes of the killed `dvc repro -s {stage}` still run 30 s after SIGTERM")
 
 
-# when to kill: train once it has moved the earlier run aside and trains afresh (a forced rerun of a finished
+# when to kill: train once it has moved the earlier run aside and trains afresh (its first progress line) (a forced rerun of a finished
 # run), transfer once it trains the non-pretrained baseline, table3 as soon as its command runs
-WHEN = {"train": lambda work, before: lambda text: moved_aside(work) - before,
+WHEN = {"train": lambda work, before: lambda text: bool(moved_aside(work) - before) and "train: epoch 1/" in text,
         "transfer": lambda work, before: lambda text: "non-pretrained" in text,
         "table3": lambda work, before: lambda text: True}
 

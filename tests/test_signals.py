@@ -50,7 +50,11 @@ POOL_DRIVER = textwrap.dedent("""
 # a stage's process_map, under terminate_gracefully as the entry points run it: one worker busy for 10 s,
 # the other idle after two short jobs (waiting for a task: it holds the pool's task-queue lock)
 IDLE_POOL_DRIVER = textwrap.dedent("""
-    import time
+    import signal, time
+    # as a stage started from a terminal: a shell without job control (`cmd &`, nohup, some CI runners) starts
+    # its children with SIGINT / SIGHUP ignored, and terminate_gracefully rightly keeps an ignored signal ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     from zfnet.parallel import process_map
     from zfnet.signals import terminate_gracefully
     try:
