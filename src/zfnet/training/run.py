@@ -377,15 +377,15 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
         "chance_top1_error": 1 - 1 / num_classes,
         **{k: float(final[k]) for k in ("train_top1_error", "train_top5_error", "val_top1_error", "val_top5_error",
                                         "val_10crop_top1_error", "val_10crop_top5_error")},
-        "resumed": plan.resume,
         "run": how_run(cfg, trainer.world_size),  # launcher, world size, threads: how these numbers were made
     }
     write_text(metrics_path, json.dumps(metrics, indent=2))
     # wall-clock time goes to W&B and the log, never into the metrics file: same inputs, same bytes (DVC)
-    log.info("%s: %d epochs trained in %.1f s", out_dir, s["epochs"], seconds)
-    tracker.summary({**metrics, "train_seconds": round(seconds, 2)})
+    # so is whether it was resumed: a resumed run and one never stopped write the same file
+    log.info("%s: %d epochs trained in %.1f s%s", out_dir, s["epochs"], seconds, " (resumed)" if plan.resume else "")
+    tracker.summary({**metrics, "train_seconds": round(seconds, 2), "resumed": plan.resume})
     if cfg.wandb.get("log_checkpoints"):
         tracker.artifact(model_artifact_name(cfg, tracker.name), "model", [out_dir / "model.pt"],
                          metadata={**metrics, "train_seconds": round(seconds, 2)})
     tracker.finish()
-    return metrics
+    return {**metrics, "resumed": plan.resume}
