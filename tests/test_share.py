@@ -1,13 +1,19 @@
-"""Same inputs, same bytes; a team's round trip through a DVC remote; an interrupted rerun loses nothing.
+"""Same inputs, same bytes; a soak of kills; a team's round trip through a DVC remote; an interrupted rerun
+loses nothing.
 
-One more `dvc repro` of the tiny pipeline (beside the session's `tiny_pipeline`) in another folder: its
-outputs are compared with the session's byte for byte, it is pushed to a directory remote and pulled into a
-fresh clone, and its stages are rerun and killed. (An SSH remote is not tested: DVC's SSH support, the
-`dvc-ssh` package, is not among the project's dependencies, and no sshd is installed.)"""
+One more `dvc repro` of the tiny pipeline (beside the session's `tiny_pipeline`) in another folder, killed
+at random points first (a fixed seed, SIGINT, SIGTERM and SIGKILL to its whole process group, as a terminal's
+Ctrl-C, SLURM's `scancel` and the OOM killer do), then run to its end: its outputs are compared with the
+session's clean run byte for byte, it is pushed to a remote and pulled into a fresh clone (a directory remote,
+and an SSH remote served by an sshd of the test's own), and its stages are rerun and killed."""
 
+import getpass
 import hashlib
 import os
+import random
+import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -33,7 +39,7 @@ def files_of(work: Path, rel: str) -> dict[str, str]:
     root = work / rel
     paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
     return {str(p.relative_to(work)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in paths if "previous" not in p.relative_to(work).parts}
+            for p in paths if "previous" not in p.relative_to(work).parts and ".tmp-" not in p.name}
 
 
 def all_files(work: Path) -> dict[str, str]:
@@ -44,19 +50,75 @@ def differing(a: dict[str, str], b: dict[str, str]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+def group_gone(pgid: int, within: float) -> float | None:
+    """Seconds until no process of group ``pgid`` is left, or None if some still run after ``within`` s."""
+    t = time.monotonic()
+    while time.monotonic() - t < within:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return time.monotonic() - t
+        time.sleep(0.05)
+    return None
+
+
+SOAK_SEED = 2014
+SOAK_KILLS = 5
+
+
+def soak(work: Path, env: dict, logs: Path) -> list[dict]:
+    """`dvc repro` killed ``SOAK_KILLS`` times: each time in its n-th stage (n drawn from 1..3 among the
+    stages that run), a drawn delay after that stage starts, with a drawn signal to its whole process group
+    (each of SIGINT, SIGTERM, SIGKILL at least once). Returns one row per kill."""
+    rng = random.Random(SOAK_SEED)
+    sigs = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+    sigs += [rng.choice(sigs) for _ in range(SOAK_KILLS - len(sigs))]
+    rng.shuffle(sigs)
+    rows = []
+    for i, sig in enumerate(sigs):
+        nth, delay = rng.randint(1, 3), rng.uniform(0.5, 8.0)
+        log = logs / f"soak-{i}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(["dvc", "repro"], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        deadline = time.monotonic() + 600
+        while len(stages := re.findall(r"Running stage '([^']+)'", log.read_text())) < nth and proc.poll() is None:
+            assert time.monotonic() < deadline, f"soak {i}: no stage {nth} in 600 s:\n{log.read_text()}"
+            time.sleep(0.1)
+        time.sleep(delay)
+        stages = re.findall(r"Running stage '([^']+)'", log.read_text())
+        assert proc.poll() is None, f"soak {i}: `dvc repro` ended before the kill:\n{log.read_text()[-3000:]}"
+        os.killpg(proc.pid, sig)
+        status = proc.wait(timeout=60)
+        seconds = group_gone(proc.pid, 10)
+        assert seconds is not None, f"soak {i}: processes of the group still run 10 s after {sig.name}"
+        rows.append({"signal": sig.name, "stage": stages[-1], "after_s": round(delay, 1), "exit": status,
+                     "gone_s": round(seconds, 2)})
+    return rows
+
+
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory):
-    """Another clean `dvc repro` of the tiny pipeline, its results committed as the README says (DVC's
-    autostage has staged dvc.lock and the .gitignore files it wrote)."""
+    """Another `dvc repro` of the tiny pipeline, soaked (killed at random points, see ``soak``) and then run
+    to its end; its results committed as the README says (DVC's autostage has staged dvc.lock and the
+    .gitignore files it wrote)."""
     work = tmp_path_factory.mktemp("share") / "repo"
     env = tiny_repo(work)
-    sh(["dvc", "repro"], work, env)
+    kills = soak(work, env, work.parent)
+    finished = sh(["dvc", "repro"], work, env)
+    status = sh(["dvc", "status"], work, env)
+    print("soak:", *kills, sep="\n  ")
+    assert len(kills) >= SOAK_KILLS and {k["signal"] for k in kills} == {"SIGINT", "SIGTERM", "SIGKILL"}
+    assert "Data and pipelines are up to date" in status, status
+    assert "Running stage" in finished  # the kills left work to do
     sh([*GIT, "commit", "-qm", "results"], work, env)
-    return work, env
+    return work, env, kills
 
 
-def test_two_runs_write_the_same_bytes(tiny_pipeline, second_run):
-    work = second_run[0]
+def test_soaked_run_writes_the_same_bytes_as_a_clean_one(tiny_pipeline, second_run):
+    """Killed five times at random points, then finished: every output as in the session's clean run."""
+    work, _, kills = second_run
+    assert len({k["stage"] for k in kills}) >= 2  # the kills hit more than one stage
     first, second = lock_outs(tiny_pipeline.work), lock_outs(work)
     assert first.keys() == second.keys() and len(first) > 30
     assert all("md5" in out for out in second.values())  # every output cached: nothing DVC cannot restore
@@ -64,25 +126,74 @@ def test_two_runs_write_the_same_bytes(tiny_pipeline, second_run):
     assert [p for p in first if first[p] != second[p]] == []  # dvc.lock: md5, size and file count
 
 
-def test_team_round_trip_through_a_directory_remote(second_run, tmp_path):
-    work, env = second_run
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """An sshd of the test's own on localhost (Debian's openssh-server, `make sshd`): its own config, host and
+    user keys and port; stopped by its pid. Yields (ssh:// URL of a remote folder, the user's private key)."""
+    root = tmp_path_factory.mktemp("sshd")
+    for name in ("host", "user"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
+    (root / "authorized_keys").write_text((root / "user.pub").read_text())
+    port = free_port()
+    (root / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host'}\nPidFile {root / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\nStrictModes no\nUsePAM no\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+        "Subsystem sftp internal-sftp\n")
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation folder (the system service makes it)
+    log = (root / "sshd.log").open("w")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")], stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, f"sshd exited: {(root / 'sshd.log').read_text()}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"sshd not listening on {port}: {(root / 'sshd.log').read_text()}"
+                time.sleep(0.1)
+        yield f"ssh://{getpass.getuser()}@127.0.0.1:{port}{root / 'remote'}", root / "user"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.parametrize("kind", ["directory", "ssh"])
+def test_team_round_trip_through_a_remote(second_run, kind, tmp_path, request):
+    work, env, _ = second_run
     # every output reaches the teammate: DVC tracks it (git ignores it); nothing is left for git to carry
     untracked = sh(["git", "status", "--porcelain", "--untracked-files=all", *lock_outs(work)], work, env)
     assert untracked.strip() == ""
-    remote = tmp_path / "remote"
-    sh(["dvc", "remote", "add", "-d", "shared", str(remote)], work, env)
-    sh([*GIT, "commit", "-qam", "remote"], work, env)
+    url, key = (str(tmp_path / "remote"), None) if kind == "directory" else request.getfixturevalue("sshd")
+    sh(["dvc", "remote", "add", "--force", "-d", "shared", url], work, env)
+    sh([*GIT, "commit", "-qam", f"a {kind} remote"], work, env)
+    # the key is each user's own: `--local` (.dvc/config.local, not committed), in each clone
+    keyfile = ["dvc", "remote", "modify", "--local", "shared", "keyfile", str(key)]
+    if key:
+        sh(keyfile, work, env)
     t = time.perf_counter()
     pushed = sh(["dvc", "push"], work, env)
     push_s = time.perf_counter() - t
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    if key:
+        sh(keyfile, clone, env)
     t = time.perf_counter()
     pulled = sh(["dvc", "pull"], clone, env)
     pull_s = time.perf_counter() - t
     status = sh(["dvc", "status"], clone, env)
     repro = sh(["dvc", "repro"], clone, env)
-    print(f"push {push_s:.1f} s: {pushed.strip().splitlines()[-1]}; pull {pull_s:.1f} s: "
+    print(f"{kind} remote: push {push_s:.1f} s: {pushed.strip().splitlines()[-1]}; pull {pull_s:.1f} s: "
           f"{pulled.strip().splitlines()[-1]}; status: {status.strip()}; repro: {repro.strip().splitlines()[-1]}")
     assert "Data and pipelines are up to date" in status
     assert "Running stage" not in repro and "Data and pipelines are up to date" in repro
@@ -105,31 +216,27 @@ def kill_partway(work: Path, env: dict, stage: str, started, log: Path) -> tuple
     deadline = time.monotonic() + 300
     while "Running stage" not in (text := log.read_text()) or not started(text):
         assert proc.poll() is None and time.monotonic() < deadline, f"{stage} ended before it was killed:\n{text}"
-        time.sleep(0.1)
-    time.sleep(0.5)
+        time.sleep(0.05)
     assert proc.poll() is None, f"{stage} ended before it was killed:\n{log.read_text()}"
     os.killpg(proc.pid, signal.SIGTERM)
-    t = time.monotonic()
     status = proc.wait(timeout=60)
-    while time.monotonic() - t < 30:  # the stage and its workers too: none may write after the checkout
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return status, time.monotonic() - t
-        time.sleep(0.1)
-    raise AssertionError(f"processes of the killed `dvc repro -s {stage}` still run 30 s after SIGTERM")
+    seconds = group_gone(proc.pid, 30)  # the stage and its workers too: none may write after the checkout
+    assert seconds is not None, f"processes of the killed `dvc repro -s {stage}` still run 30 s after SIGTERM"
+    return status, seconds
 
 
-# when to kill: train once it has moved the earlier run aside and trains afresh (its first progress line) (a forced rerun of a finished
-# run), transfer once it trains the non-pretrained baseline, table3 as soon as its command runs
-WHEN = {"train": lambda work, before: lambda text: bool(moved_aside(work) - before) and "train: epoch 1/" in text,
+# when to kill, as early as the stage has done what can be lost (no delay after: a tiny stage may finish within
+# a second, and a finished rerun writes the same bytes, which would leave nothing to restore): train once it
+# has moved the earlier run aside (a forced rerun of a finished run trains afresh), transfer once it trains the
+# non-pretrained baseline, table3 as soon as its command runs (DVC removed its outputs before it started it)
+WHEN = {"train": lambda work, before: lambda text: bool(moved_aside(work) - before),
         "transfer": lambda work, before: lambda text: "non-pretrained" in text,
         "table3": lambda work, before: lambda text: True}
 
 
 @pytest.mark.parametrize("stage", list(WHEN))
 def test_interrupted_rerun_is_restored_by_dvc_checkout(second_run, stage, tmp_path):
-    work, env = second_run
+    work, env, _ = second_run
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     outs = [o["path"] for o in lock["stages"][stage]["outs"]]
     before = {k: v for rel in outs for k, v in files_of(work, rel).items()}
