@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup chromium slurm demo test params benchmarks clean
+.PHONY: setup chromium slurm sshd demo test params benchmarks clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -19,7 +19,7 @@ demo: setup  ## set up, then run the whole pipeline on the embedded demo data
 	dvc repro
 	@echo "report: $(CURDIR)/reports/index.html"
 
-test: setup chromium slurm  ## set up, then run the whole test suite (slow end-to-end tests included)
+test: setup chromium slurm sshd  ## set up, then run the whole test suite (slow end-to-end tests included)
 	python -m pytest
 
 # Debian's chromium + its matching chromedriver: the report test opens reports/index.html in a real headless
@@ -39,6 +39,15 @@ slurm:
 	  echo "installing Debian's slurm-wlm and munge (apt-get)"; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null; }
+
+# Debian's openssh-server: tests/test_share.py pushes to and pulls from an SSH remote on localhost through an sshd
+# of its own (own config, keys and port, stopped by pid; the system's ssh service is not started). Installed once.
+sshd:
+	@test -x /usr/sbin/sshd || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  echo "installing Debian's openssh-server (apt-get)"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }
 
 params: setup  ## compose conf/ into params.yaml, exactly as `dvc exp run` would
 	python -m zfnet.config
