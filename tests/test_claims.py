@@ -16,6 +16,7 @@ from torch import nn
 
 from conftest import REPO
 from zfnet.claims import FAILS, HOLDS, NA
+from zfnet.claims.verdicts import CHECK, FINDING
 from zfnet.claims import statistics as st
 from zfnet.claims import verdicts as vd
 from zfnet.claims.collect import evaluate, layer_weights, metrics, table, top9_similarity
@@ -122,12 +123,20 @@ def test_layer1_jumps_layer7_linear_on_a_known_extractor():
     curves = _toy_curves(("conv1", "fc7"))
     x, d = st.sweep_curve(curves["translate"], "distance_fc7", 0.0)
     assert d == pytest.approx(x, abs=1e-4)  # the centroid moves exactly with the translation
-    c = _by_id(vd.invariance(curves, P["invariance"]))
+    # an untrained control whose layer 7 jumps like its layer 1: training made layer 7 smooth and linear
+    jumpy = {k: f.assign(distance_fc7=f["distance_conv1"]) for k, f in curves.items()}
+    c = _by_id(vd.invariance(curves, P["invariance"], control=jumpy))
     assert c["invariance_lower_vs_upper"].verdict == HOLDS, c["invariance_lower_vs_upper"]
-    assert c["invariance_upper_linear"].verdict == HOLDS and c["invariance_upper_linear"].value > 0.99
+    assert c["invariance_lower_vs_upper"].control_value == pytest.approx(0.0)
+    assert c["invariance_upper_linear"].verdict == HOLDS and c["invariance_upper_linear"].value > 0
+    same = _by_id(vd.invariance(curves, P["invariance"], control=curves))  # untrained already like this
+    assert same["invariance_lower_vs_upper"].verdict == FAILS and "untrained control" in same["invariance_lower_vs_upper"].reason
+    assert same["invariance_upper_linear"].verdict == FAILS
+    alone = _by_id(vd.invariance(curves, P["invariance"]))  # passes, but nothing to compare with
+    assert alone["invariance_lower_vs_upper"].verdict == NA and "control" in alone["invariance_lower_vs_upper"].reason
     swapped = {k: f.rename(columns={"distance_conv1": "distance_fc7", "distance_fc7": "distance_conv1"})
                [["amount", "distance_conv1", "distance_fc7", "p_true", "images"]] for k, f in curves.items()}
-    c = _by_id(vd.invariance(swapped, P["invariance"]))
+    c = _by_id(vd.invariance(swapped, P["invariance"], control=jumpy))
     assert c["invariance_lower_vs_upper"].verdict == FAILS  # now the lower layer is the linear one
     assert c["invariance_upper_linear"].verdict == FAILS  # and the upper one jumps
 
@@ -136,7 +145,32 @@ def test_an_exactly_invariant_upper_layer_counts_as_changing_least():
     curves = _toy_curves(("conv1", "pool"))
     assert curves["translate"]["distance_pool"].abs().max() == 0
     assert st.normalized_auc(*st.sweep_curve(curves["translate"], "distance_pool", 0.0)) == 0.0
-    assert _by_id(vd.invariance(curves, P["invariance"]))["invariance_lower_vs_upper"].verdict == HOLDS
+    jumpy = {k: f.assign(distance_pool=f["distance_conv1"]) for k, f in curves.items()}
+    assert _by_id(vd.invariance(curves, P["invariance"], control=jumpy))["invariance_lower_vs_upper"].verdict == HOLDS
+
+
+def test_linearity_rejects_square_root_and_square_over_fig5_amounts():
+    """√x and x² reach R² > 0.9 under a line over Fig. 5's amounts; the shape test rejects both, an exact
+    line passes. R² values checked against scipy's linregress (an independent fit)."""
+    from scipy.stats import linregress
+
+    from zfnet.analysis.invariance import default_amounts
+
+    amounts = default_amounts(224)
+    for kind, fn, expect in (("sqrt", np.sqrt, FAILS), ("square", np.square, FAILS), ("line", lambda v: 3 * v, HOLDS)):
+        frames = {}
+        for k, identity in (("translate", 0.0), ("scale", 1.0)):
+            a = np.array(amounts[k], float)
+            x = np.abs(a - identity)
+            frames[k] = pd.DataFrame({"amount": a, "distance_conv1": (x > 0).astype(float), "distance_fc7": fn(x)})
+            xs = np.unique(x)
+            for name, f in st.SHAPES.items():
+                assert st.shape_r2(xs, fn(xs))[name] == pytest.approx(linregress(f(xs), fn(xs)).rvalue ** 2, abs=1e-9)
+        if kind != "line":
+            assert st.linearity_r2(np.unique(x), fn(np.unique(x))) > 0.9  # the old test accepted it
+        control = {k: f.assign(distance_fc7=f["distance_conv1"]) for k, f in frames.items()}
+        c = _by_id(vd.invariance(frames, P["invariance"], control=control))["invariance_upper_linear"]
+        assert c.verdict == expect, (kind, c)
 
 
 def test_normalized_area_known_values():
@@ -151,9 +185,12 @@ def test_rotation_verdicts():
     amounts = np.arange(0, 360, 30.0)
     rot = lambda p: pd.DataFrame({"amount": amounts, "distance_conv1": amounts, "distance_fc7": amounts, "p_true": p})
     falls = np.where(amounts == 0, 0.9, 0.3)
-    c = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], num_classes=10))["rotation_not_invariant"]
-    assert c.verdict == HOLDS and c.value == pytest.approx(2 / 3)
-    flat = _by_id(vd.invariance({"rotate": rot(np.full(12, 0.9))}, P["invariance"], 10))["rotation_not_invariant"]
+    untrained = {"rotate": rot(np.full(12, 0.1))}  # uniform over 10 classes at every angle: drop 0
+    c = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], num_classes=10, control=untrained))["rotation_not_invariant"]
+    assert c.verdict == HOLDS and c.value == pytest.approx(2 / 3) and c.control_value == pytest.approx(0)
+    also = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], 10, control={"rotate": rot(falls)}))
+    assert also["rotation_not_invariant"].verdict == FAILS  # the untrained network drops as much
+    flat = _by_id(vd.invariance({"rotate": rot(np.full(12, 0.9))}, P["invariance"], 10, control=untrained))["rotation_not_invariant"]
     assert flat.verdict == FAILS and flat.value == 0
     unsure = _by_id(vd.invariance({"rotate": rot(falls / 3)}, P["invariance"], 3))["rotation_not_invariant"]
     assert unsure.verdict == NA and "3 classes" in unsure.reason  # p(true) 0.3 with 3 classes: at chance
@@ -170,10 +207,16 @@ def test_a_planted_dominant_filter():
     rms = st.filter_rms(noclip)
     assert int(rms.argmax()) == 5 and st.dominance_ratio(rms) > 10
     clipped = _bank(seed=1)
-    c = _by_id(vd.clipping(clipped, noclip, FILTERS))
+    c = _by_id(vd.clipping(clipped, noclip, FILTERS, noclip_control=_bank(seed=3)))
     assert c["noclip_dominance"].verdict == HOLDS and c["clip_bound"].verdict == HOLDS
+    assert c["clip_bound"].kind == CHECK and c["noclip_dominance"].kind == FINDING
+    assert c["noclip_dominance"].control_value == pytest.approx(
+        float(_bank(seed=3).pow(2).mean((1, 2, 3)).sqrt().max() / _bank(seed=3).pow(2).mean((1, 2, 3)).sqrt().median()))
     assert c["clip_bound"].value == pytest.approx(float(clipped.pow(2).mean((1, 2, 3)).sqrt().max()))
-    c = _by_id(vd.clipping(clipped * 30, _bank(seed=2), FILTERS))  # RMS ~0.3 > 0.1; nothing dominates
+    born = _by_id(vd.clipping(clipped, noclip, FILTERS, noclip_control=noclip))["noclip_dominance"]
+    assert born.verdict == FAILS and "untrained" in born.reason  # it dominated before training already
+    assert _by_id(vd.clipping(clipped, noclip, FILTERS))["noclip_dominance"].verdict == NA  # no control
+    c = _by_id(vd.clipping(clipped * 30, _bank(seed=2), FILTERS, noclip_control=_bank(seed=3)))  # RMS ~0.3 > 0.1; nothing dominates
     assert c["clip_bound"].verdict == FAILS and c["noclip_dominance"].verdict == FAILS
     assert _by_id(vd.clipping(None, noclip, FILTERS))["clip_bound"].verdict == NA
     assert _by_id(vd.clipping(clipped, noclip, {**FILTERS, "rms_limit": None}))["clip_bound"].verdict == NA
@@ -192,23 +235,59 @@ def test_band_energy_of_pure_frequencies():
     assert st.band_energy(low)["low"] == pytest.approx(1.0) and st.band_energy(high)["high"] == pytest.approx(1.0)
 
 
+def test_white_noise_share_matches_numpy_monte_carlo():
+    """The normaliser against white-noise filters measured with numpy's FFT (independent of band_energy):
+    the grid bias the issue found (the raw mid share differs between 7x7 and 11x11 noise) is what it removes."""
+    rng = np.random.default_rng(0)
+    bands = tuple(P["filters"]["bands"])
+    for size in (7, 11):
+        w = rng.standard_normal((4000, 3, size, size))
+        w -= w.mean(axis=(2, 3), keepdims=True)
+        power = (np.abs(np.fft.fft2(w)) ** 2).sum(1)
+        f = np.fft.fftfreq(size)
+        r = np.hypot(f[:, None], f[None, :])
+        r /= r.max()
+        band = (r >= bands[0]) & (r < bands[1])
+        measured = float((power[:, band].sum(1) / power.sum((1, 2))).mean())
+        assert st.white_noise_band_share((size, size), bands)["mid"] == pytest.approx(measured, abs=0.004)
+        bank = torch.from_numpy(w[:96])
+        assert st.band_energy_vs_noise(bank, bands)["mid"] == pytest.approx(1.0, abs=0.06)
+    assert st.white_noise_band_share((7, 7), bands)["mid"] == pytest.approx(5 / 12)  # 20 of 48 frequencies
+    assert st.white_noise_band_share((11, 11), bands)["mid"] == pytest.approx(0.4)  # 48 of 120
+
+
 def test_zfnet_vs_alexnet_mid_frequencies_and_dead_filters():
     alex = torch.stack([_wave(11, 0, 1) if i % 2 else _wave(11, 5, 5) for i in range(16)])[:, None].expand(16, 3, 11, 11) * 0.05
     alex = alex.clone()
     alex[:4] *= 1e-4  # four dead filters
     zf = torch.stack([_wave(7, i % 2, 2) for i in range(16)])[:, None].expand(16, 3, 7, 7) * 0.05
-    c = _by_id(vd.zf_vs_alex(alex, zf, FILTERS))
-    assert c["zf_mid_frequencies"].verdict == HOLDS and c["zf_mid_frequencies"].value > 0.9
+    noise = dict(alexnet_control=_bank(16, 5, 11), zfnet_control=_bank(16, 6, 7))  # untrained: white noise
+    c = _by_id(vd.zf_vs_alex(alex, zf, FILTERS, **noise))
+    assert c["zf_mid_frequencies"].verdict == HOLDS and c["zf_mid_frequencies"].value > 1.5  # 1/0.417 - 0
+    assert abs(c["zf_mid_frequencies"].control_value) < 0.3  # white noise scores ~1 on either grid
     assert c["zf_dead_filters"].verdict == HOLDS and c["zf_dead_filters"].value == pytest.approx(0.25)
-    c = _by_id(vd.zf_vs_alex(zf, alex, FILTERS))  # the roles swapped
+    assert c["zf_dead_filters"].control_value == 0
+    c = _by_id(vd.zf_vs_alex(zf, alex, FILTERS, **noise))  # the roles swapped
     assert c["zf_mid_frequencies"].verdict == FAILS and c["zf_dead_filters"].verdict == FAILS
-    both_alive = _by_id(vd.zf_vs_alex(zf, zf, FILTERS))["zf_dead_filters"]
+    both_alive = _by_id(vd.zf_vs_alex(zf, zf, FILTERS, **noise))["zf_dead_filters"]
     assert both_alive.verdict == FAILS and "neither" in both_alive.reason
+    born = _by_id(vd.zf_vs_alex(alex, zf, FILTERS, alexnet_control=alex, zfnet_control=zf))  # untrained already so
+    assert born["zf_mid_frequencies"].verdict == FAILS and born["zf_dead_filters"].verdict == FAILS
+    assert _by_id(vd.zf_vs_alex(alex, zf, FILTERS))["zf_mid_frequencies"].verdict == NA  # no control
 
 
 # ------------------------------------------------------------------------------- 5: occlusion (Fig. 7)
 def _boxes(inside, chance=0.3, correct=True):
-    return {"images": [{"inside": bool(i), "chance": chance, "correct": correct} for i in inside]}
+    """Image i's box sits in its own cell of a row (no two overlap); its minimum lies in it when ``inside``,
+    else in the next image's box (as far from chance as the pairing allows)."""
+    n = len(inside)
+    rows = []
+    for i, hit in enumerate(inside):
+        box = [10.0 * i, 0.0, 10.0 * i + 8, 8.0]
+        j = i if hit else (i + 1) % n
+        rows.append({"inside": bool(hit), "chance": chance, "correct": correct, "boxes": [box],
+                     "min_prob_centre": [10.0 * j + 4, 4.0]})
+    return {"images": rows}
 
 
 def test_poisson_binomial_matches_scipy_binomial():
@@ -219,28 +298,50 @@ def test_poisson_binomial_matches_scipy_binomial():
     assert st.poisson_binomial_sf([0.5, 1.0], 1) == pytest.approx(1.0)
 
 
+def test_permutation_null_matches_every_permutation():
+    """The shuffled-boxes p-value against the exact one over all 7! pairings (itertools), and its expected count."""
+    import itertools
+
+    rng = np.random.default_rng(1)
+    n = 7
+    points = rng.uniform(0, 30, (n, 2)).tolist()
+    boxes = [[[x, y, x + 12, y + 12]] for x, y in rng.uniform(0, 20, (n, 2))]
+    inside = lambda pt, bs: any(b[0] <= pt[0] <= b[2] and b[1] <= pt[1] <= b[3] for b in bs)
+    observed = sum(inside(points[i], boxes[i]) for i in range(n))
+    counts = [sum(inside(points[i], boxes[q[i]]) for i in range(n)) for q in itertools.permutations(range(n))]
+    k, expected, pval = st.permutation_inside(points, boxes, draws=20000, seed=0)
+    assert k == observed and expected == pytest.approx(np.mean(counts))
+    assert pval == pytest.approx(np.mean([c >= observed for c in counts]), abs=0.01)
+
+
 def test_occlusion_verdicts():
     p = P["occlusion"]
     c = vd.occlusion(_boxes([1] * 10), p)
-    assert c.verdict == HOLDS and c.value == 1.0 and "10 of 10" in c.ours  # p = 0.3**10
-    assert vd.occlusion(_boxes([1, 1, 1, 0, 0, 0, 0, 0, 0, 0]), p).verdict == FAILS  # 3 of 10 at chance 0.3
-    mixed = _boxes([1, 1, 1] + [0] * 7)
+    assert c.verdict == HOLDS and c.value == 1.0 and "10 of 10" in c.ours  # p = 1/10! + Monte Carlo: ~1e-4
+    assert c.control_value == pytest.approx(0.1)  # a shuffled box holds the minimum 1 time in 10
+    assert vd.occlusion(_boxes([1, 1, 0, 0, 0, 0, 0, 0, 0, 0]), p).verdict == FAILS  # 2 of 10
+    centred = {"images": [{"inside": True, "chance": 0.1, "correct": True, "boxes": [[40, 40, 60, 60]],
+                           "min_prob_centre": [50, 50]} for _ in range(10)]}
+    c = vd.occlusion(centred, p)  # every box and minimum at the centre: a uniform null says p = 1e-10
+    assert c.verdict == FAILS and c.control_value == 1.0  # the shuffled boxes hold it just as well
+    mixed = _boxes([1, 1] + [0] * 8)
     mixed["images"] += _boxes([1] * 10, correct=False)["images"]  # misclassified images do not count
     c = vd.occlusion(mixed, p)
-    assert c.verdict == FAILS and "3 of 10" in c.ours
+    assert c.verdict == FAILS and "2 of 10" in c.ours
     few = vd.occlusion(_boxes([1, 1, 1]), p)
     assert few.verdict == NA and "3 correctly classified" in few.reason
-    no_chance = {"images": [{"inside": True, "correct": True}] * 10}
-    assert vd.occlusion(no_chance, p).verdict == NA and "chance" in vd.occlusion(no_chance, p).reason
+    no_positions = {"images": [{"inside": True, "correct": True, "chance": 0.3}] * 10}
+    assert vd.occlusion(no_positions, p).verdict == NA and "permutation" in vd.occlusion(no_positions, p).reason
     assert vd.occlusion(None, p).verdict == NA
 
 
 # ------------------------------------------------------------------------------- 6: Table 1
-def _table1(d5, d7, std=0.01, repeats=5):
+def _table1(d5, d7, std=0.01, repeats=5, se=0.005):
     names = ["Right eye", "Left eye", "Nose", "Random"]
-    return pd.DataFrame({"occlusion": names, "delta_layer5_mean": d5, "delta_layer5_std": std,
-                         "delta_layer7_mean": d7, "delta_layer7_std": std, "paper_delta_layer5_mean": [0.067, 0.069, 0.079, 0.107],
-                         "paper_delta_layer7_mean": [0.069, 0.068, 0.069, 0.073], "repeats": repeats})
+    out = pd.DataFrame({"occlusion": names, "delta_layer5_mean": d5, "delta_layer5_std": std,
+                        "delta_layer7_mean": d7, "delta_layer7_std": std, "paper_delta_layer5_mean": [0.067, 0.069, 0.079, 0.107],
+                        "paper_delta_layer7_mean": [0.069, 0.068, 0.069, 0.073], "repeats": repeats})
+    return out if se is None else out.assign(gap_layer5_se_images=se)
 
 
 def test_correspondence_verdicts():
@@ -249,6 +350,10 @@ def test_correspondence_verdicts():
     assert c["correspondence_layer5"].verdict == HOLDS and c["correspondence_layer5"].value == pytest.approx(0.5)
     assert c["correspondence_layer7"].verdict == HOLDS and c["correspondence_layer7"].value == pytest.approx(0.4)
     assert "0.33" in c["correspondence_layer5"].paper  # the paper's own relative gap: (0.107 - 0.0717) / 0.107
+    c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10], se=0.03), p))
+    assert c["correspondence_layer5"].verdict == FAILS  # a gap of 0.05 within 2 standard errors over images
+    c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10], se=None), p))
+    assert c["correspondence_layer5"].verdict == NA and "over images" in c["correspondence_layer5"].reason
     c = _by_id(vd.correspondence(_table1([0.099, 0.099, 0.099, 0.10], [0.05, 0.05, 0.05, 0.10], std=0.05), p))
     assert c["correspondence_layer5"].verdict == FAILS  # a gap of 0.001 within the noise
     assert c["correspondence_layer7"].verdict == FAILS  # larger at layer 7
@@ -264,14 +369,19 @@ def _table3(**err):
 
 def test_table3_verdicts():
     p = P["table3"]
-    c = _by_id(vd.table3(_table3(), p, chance_error=90.0))
+    c = _by_id(vd.table3(_table3(), p, chance_error=90.0, val_images=50000))
     assert [c[i].verdict for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")] == [HOLDS] * 3
     assert c["table3_single_removal"].value == 4.0 and c["table3_both_removed"].value == 26.0
-    c = _by_id(vd.table3(_table3(alexnet_no_3_4=52.0, alexnet_no_3_4_6_7=55.0, zfnet_conv512_1024_512=39.0), p, 90.0))
+    # -1 point on 50,000 images: se = 100 * sqrt(.37 * .63 / 5e4 + .38 * .62 / 5e4) = 0.31
+    assert "se 0.3" in c["table3_wider_middle"].ours
+    small = _by_id(vd.table3(_table3(), p, chance_error=90.0, val_images=500))["table3_wider_middle"]
+    assert small.verdict == FAILS and "noise" in small.reason  # se 3.1 on 500 images: -1 is within it
+    assert _by_id(vd.table3(_table3(), p, chance_error=90.0))["table3_wider_middle"].verdict == NA
+    c = _by_id(vd.table3(_table3(alexnet_no_3_4=52.0, alexnet_no_3_4_6_7=55.0, zfnet_conv512_1024_512=39.0), p, 90.0, 50000))
     assert [c[i].verdict for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")] == [FAILS] * 3
     same = vd.table3(_table3(**{k: 66.7 for k in _table3().variant}), p, 66.7)
     assert all(x.verdict == NA and "same val error" in x.reason for x in same)
-    at_chance = _by_id(vd.table3(_table3(alexnet=88.0), p, 90.0))
+    at_chance = _by_id(vd.table3(_table3(alexnet=88.0), p, 90.0, 50000))
     assert at_chance["table3_single_removal"].verdict == NA and "chance" in at_chance["table3_single_removal"].reason
     assert at_chance["table3_wider_middle"].verdict == HOLDS  # zfnet rows are far from chance
 
@@ -291,6 +401,9 @@ def test_transfer_verdicts():
     c = _by_id(vd.transfer({"table4_caltech101": good}, p))
     assert c["transfer_pretrained"].verdict == HOLDS and c["transfer_pretrained"].value == 40.0
     assert c["transfer_few_images"].verdict == HOLDS and c["transfer_few_images"].value == 20.0  # 60 at 15 vs 40 at 30
+    close = _transfer_table({"15/class": "80.0 ± 4.0", "30/class": "85.0 ± 4.0"}, {"15/class": "30.0 ± 4.0", "30/class": "45.0 ± 4.0"})
+    c = _by_id(vd.transfer({"table4_caltech101": close}, p))  # 50 vs 40: 10 < 2 x hypot(5.7, 5.7) = 16
+    assert c["transfer_few_images"].verdict == FAILS and "std" in c["transfer_few_images"].reason
     worse = _transfer_table({"15/class": "20.0 ± 1.0", "30/class": "85.0"}, {"15/class": "50.0 ± 1.0", "30/class": "45.0"})
     c = _by_id(vd.transfer({"table4_caltech101": worse}, p))
     assert c["transfer_pretrained"].verdict == FAILS and c["transfer_few_images"].verdict == FAILS
@@ -319,9 +432,33 @@ def test_within_vs_across_known_cosines():
     groups = e[:3, None, :].expand(3, 9, 16) + 0  # each map's 9 projections identical: cosine 1
     within, chance = st.within_vs_across(groups, e, draws=20)  # 9 distinct maps: orthogonal, cosine 0
     assert within == pytest.approx(1.0) and chance == pytest.approx(0.0)
-    assert vd.grouping({"conv4": (within, chance), "conv5": (within, chance)}, P["grouping"]).verdict == HOLDS
-    assert vd.grouping({"conv4": (0.1, 0.2), "conv5": (0.5, 0.1)}, P["grouping"]).verdict == FAILS
+    sim = {"conv4": (within, chance), "conv5": (within, chance)}
+    untrained = {"conv4": (0.3, 0.1), "conv5": (0.2, 0.1)}
+    c = vd.grouping(sim, P["grouping"], control=untrained)
+    assert c.verdict == HOLDS and c.control_value == pytest.approx(0.1)
+    assert vd.grouping(sim, P["grouping"], control=sim).verdict == FAILS  # untrained maps group as much
+    assert vd.grouping(sim, P["grouping"]).verdict == NA
+    assert vd.grouping({"conv4": (0.1, 0.2), "conv5": (0.5, 0.1)}, P["grouping"], control=untrained).verdict == FAILS
     assert vd.grouping(None, P["grouping"], "no model").reason == "no model"
+
+
+def test_within_vs_across_matches_scikit_learn_cosines():
+    """Both numbers against scikit-learn's cosine_similarity (mean over distinct pairs), on random vectors;
+    the pool holds k items, so every chance draw is the whole pool whatever the permutation."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    rng = np.random.default_rng(2)
+    groups = rng.standard_normal((4, 5, 3, 6, 6)) + rng.standard_normal((4, 1, 3, 6, 6))  # shared part per group
+    pool = rng.standard_normal((5, 3, 6, 6))
+
+    def mean_cos(v):
+        s = cosine_similarity(v.reshape(len(v), -1))
+        return (s.sum() - np.trace(s)) / (len(v) * (len(v) - 1))
+
+    within, chance = st.within_vs_across(torch.from_numpy(groups), torch.from_numpy(pool), draws=3)
+    assert within == pytest.approx(np.mean([mean_cos(g) for g in groups]), abs=1e-12)
+    assert chance == pytest.approx(mean_cos(pool), abs=1e-12)
+    assert within > 0.3 > abs(chance)
 
 
 def test_top9_similarity_runs_on_a_model():
@@ -331,7 +468,6 @@ def test_top9_similarity_runs_on_a_model():
     model = build("zfnet", 3, width=0.125, input_size=64).eval()
     sim = top9_similarity(model, torch.randn(12, 3, 64, 64), ["conv1", "conv5"], maps_per_layer=2, k=4, draws=5)
     assert set(sim) == {"conv1", "conv5"}
-    assert all(-1 <= w <= 1 and -1 <= c <= 1 for w, c in sim.values())
 
 
 # ------------------------------------------------------------------------------- missing inputs, writing
@@ -349,9 +485,12 @@ def test_nothing_there_every_claim_not_measurable_with_a_reason(tmp_path):
     assert len(claims) == 18 and len({c.id for c in claims}) == 18
     assert all(c.verdict == NA and c.reason for c in claims)
     frame = table(claims)
-    assert list(frame.columns) == ["claim", "statistic", "ours", "paper", "verdict", "reason", "figure"]
-    m = metrics(claims)
-    assert m["evolution"] == {"value": None, "holds": None} and m["summary"]["not_measurable"] == 18
+    assert list(frame.columns) == ["claim", "statistic", "ours", "control", "paper", "verdict", "reason", "figure", "kind"]
+    assert list(frame.kind).count("check") == 1 and frame.kind.iloc[-1] == "check"  # checks listed after the findings
+    m = metrics(claims, {}, 0)
+    assert m["findings"]["evolution"] == {"value": None, "control": None, "holds": None}
+    assert m["summary"]["not_measurable"] == 17 and m["checks_summary"]["not_measurable"] == 1
+    assert set(m["checks"]) == {"clip_bound"} and "clip_bound" not in m["findings"]
     json.dumps(m)
 
 
@@ -382,7 +521,8 @@ def test_stage_writes_metrics_table_and_wandb(tiny_cfg, tmp_path, monkeypatch):
     assert len(frame) == 18 and set(frame.verdict) <= {HOLDS, FAILS, NA}
     assert frame.set_index("figure").loc["occlusion", "verdict"] == HOLDS
     m = json.loads(Path(cfg.claims.metrics_path).read_text())
-    assert m["occlusion"] == {"value": 1.0, "holds": 1}
+    assert m["findings"]["occlusion"] == {"value": 1.0, "control": 0.1, "holds": 1}
+    assert m["controls"] == {"seed": int(cfg.seed), "fingerprints": {}}  # no trained model: no control built
     assert Path(cfg.claims.table + ".md").is_file()
 
 
@@ -397,3 +537,44 @@ def test_feature_claims_of_a_model_at_chance_are_not_measurable():
     assert out["clip_bound"].verdict == HOLDS  # a property of the weights, not of learned features
     trained = {"val_top1_error": 0.30, "chance_top1_error": 0.6667}
     assert _by_id(at_chance([holds], trained, 5.0))["occlusion"].verdict == HOLDS
+
+
+# ------------------------------------------------------------------------------- the untrained control
+def test_control_is_the_weights_the_train_stage_starts_from(tiny_cfg, tmp_path, monkeypatch):
+    """The train stage's own code path (zfnet.training.run.train, stopped when fit starts) against
+    ``initial_model`` rebuilt from the architecture model.pt records: equal tensors; another seed differs."""
+    import pytorch_lightning as pl
+    from test_prepare import make_imagenet, settings
+    from test_training import configure
+
+    from zfnet.claims.control import fingerprint, initial_model
+    from zfnet.training.run import train
+
+    class Started(Exception):
+        pass
+
+    seen = {}
+
+    def fit(self, module, *args, **kwargs):
+        seen["model"] = module.model
+        raise Started
+
+    monkeypatch.setattr(pl.Trainer, "fit", fit)
+    from zfnet.data.prepare import prepare
+
+    root = tmp_path / "data"
+    make_imagenet(root / "in", per_class=2, val_per_class=1, bad=False)
+    prepare(settings(size=72), root / "in", root / "prepared", progress=False)
+    cfg = configure(tiny_cfg, root / "prepared", epochs=1, out="M")
+    cfg.model.init = "paper"
+    cfg.seed = 7
+    cfg.wandb.mode = "disabled"
+    with pytest.raises(Started):
+        train(cfg, cfg.prepare.out_dir, "m.json", "h.csv")
+    started = seen["model"]
+    control, fp = initial_model(dict(started.config), 7)
+    ours = control.state_dict()
+    for name, t in started.state_dict().items():
+        assert torch.equal(t.cpu(), ours[name]), name
+    assert fp == fingerprint(started)
+    assert initial_model(dict(started.config), 8)[1] != fp

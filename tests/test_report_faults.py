@@ -188,6 +188,28 @@ def test_claims_come_first_coloured_and_linked(run_outputs):
     assert "train.epochs" in set(reduced.key) and "ImageNet 2012: synthetic demo data" in set(reduced.what)
 
 
+def test_claims_table_shows_the_control_and_lists_checks_apart(run_outputs):
+    """The claims stage's own table (findings with their untrained control, a check) as the report shows it:
+    a control column in the findings' table, the check in a table of its own below, no 'kind' column."""
+    from zfnet.claims import verdicts as vd
+    from zfnet.claims.collect import table
+
+    cfg, _ = run_outputs
+    rows = [vd.Claim(id="noclip_dominance", claim="A few filters dominate", statistic="max / median RMS", ours="4.10",
+                     paper="a few", verdict=vd.HOLDS, reason="", figure="fig6", value=4.1, control="1.17 untrained",
+                     control_value=1.17),
+            vd.Claim(id="clip_bound", claim="No filter exceeds the clip", statistic="max RMS", ours="0.0990",
+                     paper="<= 0.1", verdict=vd.HOLDS, reason="", figure="fig6", value=0.099, kind=vd.CHECK)]
+    frame = table(rows[::-1])  # the check first: the table puts findings first anyway
+    frame.to_csv(Path(cfg.report.tables_dir) / "claims.csv", index=False)
+    text = write_report(cfg).read_text()
+    body = text[text.index('id="claims"'):]
+    checks = body.index("Checks (they test the code, not the paper)")
+    assert body.index("<th>control</th>") < body.index("A few filters dominate") < checks
+    assert body.index("1.17 untrained") < checks < body.index("No filter exceeds the clip")
+    assert "<th>kind</th>" not in text and body[checks:].count("<table>") >= 1
+
+
 def test_no_claims_file_no_claims_section(run_outputs):
     cfg, _ = run_outputs
     page = Page()

@@ -321,9 +321,24 @@ def _frame_html(frame: pd.DataFrame, stem: str = "") -> str:
 
 
 def _claims_html(frame: pd.DataFrame, targets: Mapping[str, tuple[str, str]]) -> str:
-    """The claims table: verdict coloured, ``figure`` (a figure group or a table's stem) linking to the group's
+    """The claims: the findings' table (ours beside the untrained network's ``control``), then the checks'
+    (rows whose ``kind`` is ``check``: they test the code, not the paper), each as ``_claims_rows``."""
+    if "kind" not in frame:
+        return _claims_rows(frame, targets)
+    kind = frame["kind"].astype(str).str.strip().str.lower()
+    findings, checks = frame[kind != "check"].drop(columns="kind"), frame[kind == "check"].drop(columns="kind")
+    out = ("<p>Each finding beside the same statistic on the untrained network (its initial weights) or what "
+           "stands in for it; it holds only when ours passes and beats that control by the stated margin.</p>"
+           + _claims_rows(findings, targets))
+    if len(checks):
+        out += "<h3>Checks (they test the code, not the paper)</h3>" + _claims_rows(checks.drop(columns="control", errors="ignore"), targets)
+    return out
+
+
+def _claims_rows(frame: pd.DataFrame, targets: Mapping[str, tuple[str, str]]) -> str:
+    """A claims table: verdict coloured, ``figure`` (a figure group or a table's stem) linking to the group's
     page or the table's anchor (``targets``: name -> (href, title)); a name with neither stays text."""
-    cols = [c for c in ("claim", "statistic", "ours", "paper", "verdict", "reason", "figure") if c in frame]
+    cols = [c for c in ("claim", "statistic", "ours", "control", "paper", "verdict", "reason", "figure") if c in frame]
     cols += [c for c in frame.columns if c not in cols]
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     rows = []

@@ -555,8 +555,11 @@ class ClaimsEvolution:
 
 @dataclass
 class ClaimsInvariance:
+    images: int = v(check=ge(1))
     margin: float = v(check=ge(0))
+    over_control: float = v(check=ge(0))
     linear_r2: float = v(check=between(0, 1))
+    linear_over_control: float = v(check=ge(0))
     rotation_drop: float = v(check=between(0, 1))
     min_over_uniform: float = v(check=ge(0))
 
@@ -566,14 +569,18 @@ class ClaimsFilters:
     rms_limit: Optional[float] = v(check=gt(0))
     rms_tolerance: float = v(check=ge(0))
     dominance_ratio: float = v(check=ge(1))
+    dominance_over_control: float = v(check=ge(1))
     dead_fraction: float = v(check=between(0, 1))
+    dead_over_control: float = v(check=between(0, 1))
     bands: List[float] = v(check=length(2, each(between(0, 1))))
+    mid_over_control: float = v(check=ge(0))
 
 
 @dataclass
 class ClaimsOcclusion:
     min_images: int = v(check=ge(1))
     alpha: float = v(check=between(0, 1, lo_open=True))
+    permutations: int = v(check=ge(1))
 
 
 @dataclass
@@ -586,11 +593,13 @@ class ClaimsTable3:
     little: float = v(check=ge(0))
     much_more: float = v(check=ge(0))
     chance_margin: float = v(check=ge(0))
+    z: float = v(check=ge(0))
 
 
 @dataclass
 class ClaimsTransfer:
     depth_rho: float = v(check=between(-1, 1))
+    z: float = v(check=ge(0))
 
 
 @dataclass
@@ -601,6 +610,7 @@ class ClaimsGrouping:
     k: int = v(check=ge(2))
     images: int = v(check=ge(2))
     draws: int = v(check=ge(1))
+    over_control: float = v(check=ge(0))
 
 
 @dataclass

@@ -3,6 +3,9 @@
 Every input is optional: a missing file makes the claims that need it ``not measurable`` with the reason,
 and an input that cannot be read (or a statistic that fails on it) does the same for its claims, with the
 error's first line, so one broken output never hides the other claims.
+
+The untrained controls are rebuilt here from each trained model's architecture and the run's ``seed``
+(``zfnet.claims.control``); their fingerprints go into ``metrics/claims.json`` under ``controls``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from zfnet.claims import statistics as st
 from zfnet.claims import verdicts as vd
 from zfnet.claims.verdicts import Claim
 
-__all__ = ["at_chance", "evaluate", "layer_weights", "metrics", "table", "top9_similarity"]
+__all__ = ["COLUMNS", "at_chance", "control_curves", "evaluate", "layer_weights", "metrics", "table", "top9_similarity"]
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 
@@ -31,13 +34,23 @@ def _csv(path: str | Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-def _first_conv_weight(path: str | Path) -> torch.Tensor | None:
-    if not Path(path).is_file():
-        return None
+def _first_conv(model: torch.nn.Module) -> torch.Tensor:
     from zfnet.analysis.filters import first_conv
+
+    return first_conv(model)[1].weight.detach()
+
+
+def _first_conv_weights(path: str | Path, seed: int, fingerprints: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(trained, untrained control) layer-1 weights of the model at ``path``; (None, None) when it is missing."""
+    if not Path(path).is_file():
+        return None, None
+    from zfnet.claims.control import untrained_like
     from zfnet.models.weights import load_model
 
-    return first_conv(load_model(path))[1].weight.detach()
+    model = load_model(path)
+    control, fp = untrained_like(model, seed)
+    fingerprints[str(path)] = fp
+    return _first_conv(model), _first_conv(control)
 
 
 def layer_weights(model: torch.nn.Module, layers=LAYERS) -> dict[str, torch.Tensor]:
@@ -70,8 +83,9 @@ def _num_classes(prepared: str | Path) -> int | None:
     return len(names) or None
 
 
-def _val_images(prepared: str | Path, crop: int, n: int) -> torch.Tensor | None:
-    """The first ``n`` validation images as the network sees them (centre crop, minus the mean image)."""
+def _val_images(prepared: str | Path, crop: int, n: int, labels: bool = False):
+    """The first ``n`` validation images as the network sees them (centre crop, minus the mean image); with
+    ``labels``, (images, labels)."""
     from zfnet.data import shards
     from zfnet.data.crops import crop_offsets
 
@@ -79,10 +93,11 @@ def _val_images(prepared: str | Path, crop: int, n: int) -> torch.Tensor | None:
     if not (prepared / "mean.npy").is_file():
         return None
     mean = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1)
-    images = []
+    images, found = [], []
     for shard in shards.shards(prepared, "val"):
-        for _key, image, _label in shards.iter_shard(shard):
+        for _key, image, label in shards.iter_shard(shard):
             images.append(torch.from_numpy(np.array(image)).permute(2, 0, 1).float())
+            found.append(int(label))
             if len(images) == n:
                 break
         if len(images) == n:
@@ -91,7 +106,29 @@ def _val_images(prepared: str | Path, crop: int, n: int) -> torch.Tensor | None:
         return None
     x = torch.stack(images) - mean
     top, left = crop_offsets(x.shape[-1], crop)[4]
-    return x[..., top:top + crop, left:left + crop]
+    x = x[..., top:top + crop, left:left + crop]
+    return (x, torch.tensor(found)) if labels else x
+
+
+def _val_count(prepared: str | Path) -> int | None:
+    stats = _read_json(Path(prepared) / "stats.json") or {}
+    n = (stats.get("val") or {}).get("written")
+    return int(n) if n else None
+
+
+def control_curves(model: torch.nn.Module, curves: Mapping[str, pd.DataFrame | None], images: torch.Tensor,
+                   labels: torch.Tensor) -> dict[str, pd.DataFrame]:
+    """The Fig. 5 mean curves of ``model`` (the untrained control) at the same amounts and layers as
+    ``curves`` (the trained model's ``metrics/invariance/<transform>.csv``), on ``images``."""
+    from zfnet.analysis.invariance import invariance_sweep, mean_curves
+
+    have = {k: f for k, f in curves.items() if f is not None and not f.empty}
+    if not have:
+        return {}
+    first = next(iter(have.values()))
+    layers = [c.removeprefix("distance_") for c in first.columns if c.startswith("distance_")]
+    amounts = {k: sorted(set(f["amount"].astype(float))) for k, f in have.items()}
+    return mean_curves(invariance_sweep(model, images, labels, amounts, layers=layers))
 
 
 def top9_similarity(model: torch.nn.Module, images: torch.Tensor, layers, *, maps_per_layer: int = 6, k: int = 9,
@@ -135,33 +172,59 @@ def _na_all(*bases: dict) -> Callable[[str], list[Claim]]:
     return lambda reason: [vd._na(dict(b), reason) for b in bases]
 
 
-def evaluate(c: Mapping, crop: int | None = None, seed: int = 0) -> list[Claim]:
-    """All claims from the pipeline's outputs named in ``c`` (the ``claims`` config group, as a plain dict)."""
+def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: dict | None = None) -> list[Claim]:
+    """All claims from the pipeline's outputs named in ``c`` (the ``claims`` config group, as a plain dict).
+    ``seed``: the train runs' seed (their untrained controls); ``fingerprints`` (filled when given): each
+    control's weight fingerprint by the trained model's path."""
     num_classes = _num_classes(c["prepared_dir"])
+    fps = fingerprints if fingerprints is not None else {}
     claims: list[Claim] = []
 
     claims += _guard(lambda: [vd.evolution(_checkpoint_weights(c["checkpoints_dir"]), c["evolution"])],
                      _na_all(vd.EVOLUTION))
 
+    trained = {"model": None}
+
+    def main_model():
+        if trained["model"] is None and Path(c["model"]).is_file():
+            from zfnet.claims.control import untrained_like
+            from zfnet.models.weights import load_model
+
+            model = load_model(c["model"])
+            control, fps[str(c["model"])] = untrained_like(model, seed)
+            trained["model"] = (model, control)
+        return trained["model"]
+
     def inv():
         curves = {k: _csv(Path(c["curves_dir"]) / f"{k}.csv") for k in ("translate", "scale", "rotate")}
-        return vd.invariance(curves, c["invariance"], num_classes)
+        ctl = None
+        pair = main_model()
+        n = int(c["invariance"]["images"])
+        if pair is not None and any(f is not None and not f.empty for f in curves.values()):
+            size = crop or int(getattr(pair[0], "config", {}).get("input_size", 224))
+            got = _val_images(c["prepared_dir"], size, n, labels=True)
+            if got is not None:
+                ctl = control_curves(pair[1], curves, *got)
+        return vd.invariance(curves, c["invariance"], num_classes, control=ctl)
 
     claims += _guard(inv, lambda r: [
         vd._na(dict(id=i, claim=i, statistic="", paper="", figure="invariance"), r)
         for i in ("invariance_lower_vs_upper", "invariance_upper_linear", "rotation_not_invariant")])
 
     def filt():
-        clipped, noclip = _first_conv_weight(c["zfnet"]), _first_conv_weight(c["zfnet_noclip"])
-        alex = _first_conv_weight(c["alexnet"])
-        return vd.clipping(clipped, noclip, c["filters"]) + vd.zf_vs_alex(alex, clipped, c["filters"])
+        clipped, clipped0 = _first_conv_weights(c["zfnet"], seed, fps)
+        noclip, noclip0 = _first_conv_weights(c["zfnet_noclip"], seed, fps)
+        alex, alex0 = _first_conv_weights(c["alexnet"], seed, fps)
+        return (vd.clipping(clipped, noclip, c["filters"], noclip_control=noclip0)
+                + vd.zf_vs_alex(alex, clipped, c["filters"], alexnet_control=alex0, zfnet_control=clipped0))
 
-    claims += _guard(filt, lambda r: [vd._na(dict(id=i, claim=i, statistic="", paper="", figure="fig6"), r)
+    claims += _guard(filt, lambda r: [vd._na(dict(id=i, claim=i, statistic="", paper="", figure="fig6",
+                                                  kind=vd.CHECK if i == "clip_bound" else vd.FINDING), r)
                                       for i in ("clip_bound", "noclip_dominance", "zf_mid_frequencies", "zf_dead_filters")])
 
     def occ():
         f = Path(c["occlusion_boxes"])
-        return [vd.occlusion(json.loads(f.read_text()) if f.is_file() else None, c["occlusion"])]
+        return [vd.occlusion(json.loads(f.read_text()) if f.is_file() else None, c["occlusion"], seed=seed)]
 
     claims += _guard(occ, _na_all(vd.OCCLUSION))
 
@@ -177,7 +240,8 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0) -> list[Claim]:
             chance = json.loads(f.read_text()).get("chance_top1_error")
         elif num_classes:
             chance = 1 - 1 / num_classes
-        return vd.table3(_csv(tables / "table3_ablation.csv"), c["table3"], None if chance is None else 100 * chance)
+        return vd.table3(_csv(tables / "table3_ablation.csv"), c["table3"], None if chance is None else 100 * chance,
+                         val_images=_val_count(c["prepared_dir"]))
 
     claims += _guard(t3, lambda r: [vd._na(dict(id=i, claim=i, statistic="", paper="", figure="table3_ablation"), r)
                                     for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")])
@@ -188,18 +252,17 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0) -> list[Claim]:
 
     def top9():
         gp = c["grouping"]
-        if not Path(c["model"]).is_file():
+        pair = main_model()
+        if pair is None:
             return [vd.grouping(None, gp, f"no trained model ({c['model']})")]
-        from zfnet.models.weights import load_model
-
-        model = load_model(c["model"])
+        model, control = pair
         size = crop or int(getattr(model, "config", {}).get("input_size", 224))
         images = _val_images(c["prepared_dir"], size, int(gp["images"]))
         if images is None:
             return [vd.grouping(None, gp, f"no prepared validation images ({c['prepared_dir']})")]
-        sim = top9_similarity(model, images, gp["layers"], maps_per_layer=int(gp["maps_per_layer"]),
-                              k=int(gp["k"]), draws=int(gp["draws"]), seed=seed)
-        return [vd.grouping(sim, gp)]
+        kw = dict(maps_per_layer=int(gp["maps_per_layer"]), k=int(gp["k"]), draws=int(gp["draws"]), seed=seed)
+        sim = top9_similarity(model, images, gp["layers"], **kw)
+        return [vd.grouping(sim, gp, control=top9_similarity(control, images, gp["layers"], **kw))]
 
     claims += _guard(top9, lambda r: [vd.grouping(None, c["grouping"], r)])
     return at_chance(claims, _read_json(c.get("train_metrics")), float(c["table3"]["chance_margin"]))
@@ -227,15 +290,36 @@ def at_chance(claims: list[Claim], train: Mapping | None, margin: float) -> list
             else x for x in claims]
 
 
+COLUMNS = ["claim", "statistic", "ours", "control", "paper", "verdict", "reason", "figure", "kind"]
+
+
 def table(claims: list[Claim]) -> pd.DataFrame:
-    """The claims table: claim, statistic, ours, paper, verdict, reason, figure."""
-    cols = ["claim", "statistic", "ours", "paper", "verdict", "reason", "figure"]
-    return pd.DataFrame([{k: getattr(x, k) for k in cols} for x in claims], columns=cols)
+    """The claims table, findings first then checks: claim, statistic, ours, control (the untrained network
+    or what stands in for it), paper, verdict, reason, figure, kind (finding / check)."""
+    ordered = [x for x in claims if x.kind == vd.FINDING] + [x for x in claims if x.kind == vd.CHECK]
+    return pd.DataFrame([{k: getattr(x, k) for k in COLUMNS} for x in ordered], columns=COLUMNS)
 
 
-def metrics(claims: list[Claim]) -> dict:
-    """``{claim_id: {"value": float|None, "holds": 1|0|None}}`` plus counts: flat for ``dvc metrics show``."""
-    out: dict = {x.id: {"value": None if x.value is None or not math.isfinite(x.value) else round(float(x.value), 6),
-                        "holds": {vd.HOLDS: 1, vd.FAILS: 0}.get(x.verdict)} for x in claims}
-    out["summary"] = {v.replace(" ", "_"): sum(x.verdict == v for x in claims) for v in vd.VERDICTS}
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def metrics(claims: list[Claim], fingerprints: Mapping[str, str] | None = None, seed: int | None = None) -> dict:
+    """``{"findings": {id: {"value", "control", "holds"}}, "checks": {id: {"value", "holds"}}, "summary":
+    {...}, "checks_summary": {...}}`` (``holds``: 1 / 0 / None), plus ``controls`` (the seed and each untrained
+    control's weight fingerprint) when given: nested, as ``dvc metrics show`` flattens it."""
+    def counts(xs):
+        return {v.replace(" ", "_"): sum(x.verdict == v for x in xs) for v in vd.VERDICTS}
+
+    findings = [x for x in claims if x.kind == vd.FINDING]
+    checks = [x for x in claims if x.kind == vd.CHECK]
+    out: dict = {
+        "findings": {x.id: {"value": _num(x.value), "control": _num(x.control_value),
+                            "holds": {vd.HOLDS: 1, vd.FAILS: 0}.get(x.verdict)} for x in findings},
+        "checks": {x.id: {"value": _num(x.value), "holds": {vd.HOLDS: 1, vd.FAILS: 0}.get(x.verdict)} for x in checks},
+        "summary": counts(findings),
+        "checks_summary": counts(checks),
+    }
+    if fingerprints is not None:
+        out["controls"] = {"seed": seed, "fingerprints": dict(sorted(fingerprints.items()))}
     return out

@@ -18,7 +18,8 @@ import torch
 __all__ = [
     "convergence_epochs", "relative_changes", "normalized_auc", "linearity_r2", "sweep_curve", "relative_drop",
     "filter_rms", "dominance_ratio", "dead_fraction", "band_energy", "poisson_binomial_sf", "relative_gap",
-    "mean_of", "std_of", "spearman", "within_vs_across",
+    "mean_of", "std_of", "spearman", "within_vs_across", "white_noise_band_share", "band_energy_vs_noise",
+    "fit_r2", "shape_r2", "permutation_inside", "error_difference_se",
 ]
 
 
@@ -96,6 +97,22 @@ def linearity_r2(x: np.ndarray, d: np.ndarray) -> float:
     return 1.0 - float(((d - (slope * x + icept)) ** 2).sum()) / ss
 
 
+def fit_r2(x: np.ndarray, d: np.ndarray, f) -> float:
+    """R² of the least-squares fit ``d ≈ a·f(x) + b`` (two parameters, like the line)."""
+    x = np.asarray(x, float)
+    return linearity_r2(f(x), d)
+
+
+SHAPES = {"linear": lambda x: x, "sqrt": np.sqrt, "square": np.square}
+
+
+def shape_r2(x: np.ndarray, d: np.ndarray) -> dict[str, float]:
+    """R² of ``d ≈ a·f(|x|) + b`` for f = x, √x, x²: a curve is "linear" only when the line fits it better
+    than the concave and convex alternatives, which over Fig. 5's amounts reach R² 0.91 and 0.92 against a
+    line (so a bare R² threshold of 0.9 cannot tell them apart)."""
+    return {k: fit_r2(np.abs(np.asarray(x, float)), d, f) for k, f in SHAPES.items()}
+
+
 def relative_drop(p: np.ndarray, p0: float) -> float:
     """``(p0 − min p) / p0``: how far the true-class probability falls below its untransformed value."""
     p = np.asarray(p, float)
@@ -141,6 +158,32 @@ def band_energy(weight: torch.Tensor, bands: Sequence[float] = (1 / 3, 2 / 3)) -
     return {k: float((power[keep][:, m].sum(1) / total[keep]).mean()) for k, m in masks.items()}
 
 
+def white_noise_band_share(shape: Sequence[int], bands: Sequence[float] = (1 / 3, 2 / 3)) -> dict[str, float]:
+    """Each band's share of the expected spectral energy of white-noise filters on an ``shape`` (H, W) grid,
+    as :func:`band_energy` bins it: i.i.d. weights have equal expected power at every frequency, and removing
+    the DC leaves the others unchanged, so the share is the band's count of non-DC frequencies over all of them
+    (exact in expectation for odd grids, where no frequency is its own conjugate besides DC). It depends on
+    the grid: the mid band (0.333-0.667) holds 0.417 of a 7x7 grid's frequencies and 0.400 of an 11x11's."""
+    h, w = int(shape[0]), int(shape[1])
+    fy = torch.fft.fftfreq(h, dtype=torch.double)[:, None]
+    fx = torch.fft.fftfreq(w, dtype=torch.double)[None, :]
+    r = (fy ** 2 + fx ** 2).sqrt()
+    r = r / r.max()
+    lo, hi = bands
+    nonzero = r > 0
+    masks = {"low": (r < lo) & nonzero, "mid": (r >= lo) & (r < hi), "high": r >= hi}
+    n = float(nonzero.sum())
+    return {k: float(m.sum()) / n for k, m in masks.items()}
+
+
+def band_energy_vs_noise(weight: torch.Tensor, bands: Sequence[float] = (1 / 3, 2 / 3)) -> dict[str, float]:
+    """:func:`band_energy` over :func:`white_noise_band_share` of the filters' grid: 1 for white-noise filters
+    of any size, above 1 where the filters put more energy in the band than noise does. Filters of different
+    sizes (7x7, 11x11) compare on this, not on the raw share."""
+    raw, noise = band_energy(weight, bands), white_noise_band_share(weight.shape[-2:], bands)
+    return {k: raw[k] / noise[k] if noise[k] > 0 else float("nan") for k in raw}
+
+
 # ------------------------------------------------------------------------------------ claim 5: occlusion
 def poisson_binomial_sf(chances: Sequence[float], observed: int) -> float:
     """P(count >= observed) for independent trials with success chances ``chances`` (exact, by convolution)."""
@@ -148,6 +191,26 @@ def poisson_binomial_sf(chances: Sequence[float], observed: int) -> float:
     for c in chances:
         dist = np.convolve(dist, [1 - float(c), float(c)])
     return float(min(1.0, dist[observed:].sum())) if observed <= len(chances) else 0.0
+
+
+def _inside(point: Sequence[float], boxes) -> bool:
+    x, y = float(point[0]), float(point[1])
+    return any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes)
+
+
+def permutation_inside(points: Sequence[Sequence[float]], boxes: Sequence[Sequence[Sequence[float]]],
+                       draws: int = 10000, seed: int = 0) -> tuple[int, float, float]:
+    """How many images' probability minimum (``points``: (x, y) per image) lies in their own ``boxes``
+    ((x0, y0, x1, y1) lists per image), against a null that keeps where minima and boxes fall (both centre
+    biased) and breaks only their pairing: the boxes are shuffled across the images ``draws`` times.
+
+    Returns (observed count, expected count under the null, one-sided p = (1 + #{null >= observed}) / (1 + draws))."""
+    n = len(points)
+    hit = np.array([[_inside(points[i], boxes[j]) for j in range(n)] for i in range(n)], bool)  # point i in box j
+    observed = int(hit.diagonal().sum())
+    rng = np.random.default_rng(seed)
+    null = np.array([hit[np.arange(n), rng.permutation(n)].sum() for _ in range(int(draws))])
+    return observed, float(hit.mean() * n), float((1 + (null >= observed).sum()) / (1 + len(null)))
 
 
 # ------------------------------------------------------------------------------------ claim 6: Table 1
@@ -158,6 +221,13 @@ def relative_gap(random: float, parts: Sequence[float]) -> float:
 
 
 # ------------------------------------------------------------------------------------ claims 7-8: tables
+def error_difference_se(e1: float, e2: float, n: int) -> float:
+    """Standard error (points) of the difference of two error rates (%) each measured on ``n`` images
+    (binomial, independent): the noise of one run's comparison of two models."""
+    p1, p2 = e1 / 100, e2 / 100
+    return 100 * math.sqrt(max(p1 * (1 - p1), 0) / n + max(p2 * (1 - p2), 0) / n)
+
+
 _NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)")
 
 

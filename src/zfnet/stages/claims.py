@@ -11,7 +11,8 @@ from zfnet.tracking import start_run
 
 
 def run(cfg: DictConfig) -> Path:
-    """Every claim of the paper as a statistic of the pipeline's outputs: metrics/claims.json,
+    """Every claim of the paper as a statistic of the pipeline's outputs, beside the same statistic on the
+    untrained network: metrics/claims.json (findings, checks, the controls' fingerprints),
     reports/tables/claims.{csv,md} and the W&B table ``claims``. Returns the CSV's path."""
     cfg = validate(cfg)  # a wrong type or range fails here, naming the key, before any work
     from zfnet.claims.collect import evaluate, metrics, table
@@ -19,11 +20,13 @@ def run(cfg: DictConfig) -> Path:
     from zfnet.tables import write_table
 
     c = OmegaConf.to_container(cfg.claims, resolve=True)
-    claims = evaluate(c, crop=int(cfg.data.crop) if cfg.get("data") else None, seed=int(cfg.get("seed", 0)))
+    seed = int(cfg.get("seed", 0))  # the train runs' seed: their untrained controls start from it
+    fingerprints: dict[str, str] = {}
+    claims = evaluate(c, crop=int(cfg.data.crop) if cfg.get("data") else None, seed=seed, fingerprints=fingerprints)
     frame = table(claims)
-    write_json(cfg.claims.metrics_path, metrics(claims))
+    write_json(cfg.claims.metrics_path, metrics(claims, fingerprints, seed))
     csv_path, _ = write_table(frame, cfg.claims.table)
     with start_run(cfg, "claims") as tracker:
         tracker.table("claims", frame)
-        tracker.summary({f"claims/{x.id}": {"holds": 1, "does not hold": 0}.get(x.verdict, -1) for x in claims})
+        tracker.summary({f"{'claims' if x.kind == 'finding' else 'checks'}/{x.id}": {"holds": 1, "does not hold": 0}.get(x.verdict, -1) for x in claims})
     return csv_path
