@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from zfnet.analysis.correspondence import (
+    bootstrap_gap_se,
     PAPER_TABLE1,
     correspondence_table,
     delta,
@@ -166,3 +167,35 @@ def test_table_columns_paper_numbers_and_writers(tmp_path):
     assert not [p for p in (tmp_path / "tables").iterdir() if p.name.startswith(".")]
     with pytest.raises(ValueError, match="landmarks"):
         correspondence_table(model, images, {"nose": torch.zeros(3, 2)}, size=10)
+
+
+def test_gap_standard_error_over_images_matches_the_u_statistic_theory():
+    """Delta is a U-statistic (a mean over pairs of distinct images); for pairwise values d_ij = (u_i + u_j) / 2
+    its standard error over images is std(u) / sqrt(n) to first order (Hoeffding's projection: 2 sigma_1 /
+    sqrt(n), sigma_1 = std(u) / 2). The gap between two such rows, paired on the same images, has std(r - p) /
+    sqrt(n): independent of the bootstrap, which must agree within its own Monte-Carlo noise."""
+    g = torch.Generator().manual_seed(3)
+    n = 300
+    u_random, u_eye, u_nose = (torch.rand(n, generator=g, dtype=torch.float64) for _ in range(3))
+    u_random = u_random + 0.5 * u_eye  # rows correlated over images, as real rows are
+
+    def pairs(u):
+        return (u[:, None] + u[None, :]) / 2
+
+    se = bootstrap_gap_se(pairs(u_random), [pairs(u_eye), pairs(u_nose)], 2000, torch.Generator().manual_seed(0))
+    theory = float((u_random - (u_eye + u_nose) / 2).std(correction=1)) / math.sqrt(n)
+    assert se == pytest.approx(theory, rel=0.08)  # bootstrap noise of an SE with 2000 draws: about 1.6%
+
+
+def test_table_carries_the_gap_standard_error_over_images():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 5, padding=2), nn.ReLU())
+    images = torch.randn(6, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    lm = {"right_eye": torch.full((6, 2), 9.0), "nose": torch.full((6, 2), 16.0)}
+    df = correspondence_table(model, images, lm, layers=["0"], size=6, repeats=2, seed=0, bootstrap=200)
+    col = [c for c in df.columns if c.endswith("_se_images")]
+    assert len(col) == 1
+    values = df[col[0]]
+    assert values.iloc[:-1].isna().all() and values.iloc[-1] > 0  # on the random row only
+    again = correspondence_table(model, images, lm, layers=["0"], size=6, repeats=2, seed=0, bootstrap=200)
+    assert again[col[0]].iloc[-1] == values.iloc[-1]  # seeded

@@ -18,6 +18,13 @@ repetition re-draws the masks. Random masks: new independent positions for every
 image's square is centred on its landmark shifted by an independent integer offset, uniform in
 ``[-jitter, jitter]`` pixels per axis (annotation noise; ``jitter=0`` makes the part rows deterministic, std
 0). Mean and sample standard deviation (ddof 1) are over the repetitions.
+
+The repetitions re-draw masks over the *same* images, so their std does not measure how the gap between
+the random row and the part rows would vary with other images. ``gap_<key>_se_images`` (on the random row)
+is that: the bootstrap standard error over images of ``Delta_random - mean over parts of Delta_part``, each
+draw resampling the N images with replacement (the same draw for every row: the rows are paired) and
+averaging each row's pairwise disagreement (mean over the repetitions) over the drawn pairs of distinct
+images.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ __all__ = [
     "delta",
     "delta_from_eps",
     "part_masks",
+    "bootstrap_gap_se",
     "random_masks",
     "sign_disagreement",
     "table_markdown",
@@ -71,8 +79,29 @@ def delta_from_eps(eps: torch.Tensor) -> float:
     n = eps.shape[0]
     if n < 2:
         raise ValueError(f"Delta needs at least 2 images, got {n}")
-    d = sign_disagreement(eps.flatten(1))
+    return delta_from_pairs(sign_disagreement(eps.flatten(1)))
+
+
+def delta_from_pairs(d: torch.Tensor) -> float:
+    """The mean of an (N, N) pairwise matrix over ordered pairs i != j."""
+    n = d.shape[0]
     return float((d.sum() - d.diagonal().sum()) / (n * (n - 1)))
+
+
+def bootstrap_gap_se(random_pairs: torch.Tensor, part_pairs: Sequence[torch.Tensor], draws: int,
+                     generator: torch.Generator) -> float:
+    """Bootstrap standard error over images of ``Delta(random_pairs) - mean(Delta(p) for p in part_pairs)``;
+    each argument an (N, N) matrix of pairwise sign disagreements. A draw resamples the N images with
+    replacement and averages over the drawn pairs of distinct images (a draw of one image only is redrawn)."""
+    n = random_pairs.shape[0]
+    diff = random_pairs.double() - torch.stack([p.double() for p in part_pairs]).mean(0)  # the gap, pair by pair
+    gaps = []
+    while len(gaps) < draws:
+        idx = torch.randint(0, n, (n,), generator=generator)
+        distinct = idx[:, None] != idx[None, :]
+        if distinct.any():
+            gaps.append(float(diff[idx][:, idx][distinct].mean()))
+    return float(torch.tensor(gaps, dtype=torch.float64).std(correction=1))
 
 
 def _occlude(images: torch.Tensor, masks: torch.Tensor, fill) -> torch.Tensor:
@@ -203,17 +232,20 @@ def correspondence_table(
     fill=0.0,
     random: bool = True,
     boxes=None,
+    bootstrap: int = 1000,
 ) -> pd.DataFrame:
     """Table 1: Delta per occlusion (each part of ``landmarks``, then ``Random``) and layer.
 
     ``images`` (N, 3, H, W) mean-subtracted; ``landmarks`` maps a part name (``right_eye``...) to (N, 2)
     (x, y) coordinates; ``size``: side of the square (None: H // 7, 32 px at 224); ``repeats``, ``seed``,
     ``jitter`` (None: size // 4): see the module docstring; ``random``: add the random-occlusion row
-    (``boxes``: draw it inside the objects' boxes).
+    (``boxes``: draw it inside the objects' boxes); ``bootstrap``: draws of the standard error over images
+    (module docstring; 0: none).
 
     Columns: ``occlusion``, then per layer ``delta_<key>_mean``, ``delta_<key>_std`` (key ``layer5`` for
     conv5, ``layer7`` for fc7), then the paper's ``paper_delta_<key>_mean`` / ``_std`` (NaN where the
-    paper has no such row), ``repeats``, ``size``.
+    paper has no such row), ``repeats``, ``size``; with the random row and ``bootstrap`` draws,
+    ``gap_<key>_se_images`` (NaN on the part rows).
     """
     if images.dim() != 4:
         raise ValueError(f"images: expected (N, C, H, W), got {tuple(images.shape)}")
@@ -236,6 +268,7 @@ def correspondence_table(
     g = torch.Generator().manual_seed(int(seed))
 
     rows = []
+    pairs: dict[tuple[str, str], torch.Tensor] = {}  # (kind, layer) -> pairwise disagreement, mean over repeats
     with _hooks.eval_mode(model):
         ref = _features(model, images, layers)
         occlusions = [(part, "part") for part in lms] + ([("random", "random")] if random else [])
@@ -249,7 +282,9 @@ def correspondence_table(
                     masks = random_masks(n, size, (h, w), generator=g, boxes=boxes)
                 occ = _features(model, _occlude(images, masks, fill), layers)
                 for layer in layers:
-                    values[layer].append(delta_from_eps(ref[layer] - occ[layer]))
+                    d = sign_disagreement((ref[layer] - occ[layer]).flatten(1))
+                    values[layer].append(delta_from_pairs(d))
+                    pairs[part, layer] = pairs.get((part, layer), 0) + d / repeats
             name = _pretty(part)
             row: dict[str, object] = {"occlusion": name}
             for layer in layers:
@@ -263,6 +298,11 @@ def correspondence_table(
                 row[f"paper_delta_{key}_mean"], row[f"paper_delta_{key}_std"] = mean, std
             row["repeats"], row["size"] = repeats, size
             rows.append(row)
+    if random and lms and bootstrap > 0:
+        for layer in layers:
+            se = bootstrap_gap_se(pairs["random", layer], [pairs[part, layer] for part in lms], int(bootstrap),
+                                  torch.Generator().manual_seed(int(seed) + 1))
+            rows[-1][f"gap_{_layer_key(layer)}_se_images"] = se
     return pd.DataFrame(rows)
 
 
