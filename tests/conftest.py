@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +63,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a command the tests then signal: SIGINT and SIGHUP at their defaults, as a command
+    started from a terminal has them (a shell without job control, `cmd &` or nohup, starts its children
+    with them ignored, and an ignored disposition is inherited through exec and rightly kept by the stages)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def sh(args, cwd, env, timeout=None):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import sh, tiny_repo
+from conftest import as_from_a_terminal, sh, tiny_repo
 
 pytestmark = pytest.mark.slow
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -80,7 +80,7 @@ def soak(work: Path, env: dict, logs: Path) -> list[dict]:
         log = logs / f"soak-{i}.log"
         with log.open("w") as out:
             proc = subprocess.Popen(["dvc", "repro"], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=as_from_a_terminal)
         deadline = time.monotonic() + 600
         while len(stages := re.findall(r"Running stage '([^']+)'", log.read_text())) < nth and proc.poll() is None:
             assert time.monotonic() < deadline, f"soak {i}: no stage {nth} in 600 s:\n{log.read_text()}"
@@ -212,7 +212,8 @@ def kill_partway(work: Path, env: dict, stage: str, started, log: Path) -> tuple
     process of the group is left."""
     with log.open("w") as out:
         proc = subprocess.Popen(["dvc", "repro", "-f", "-s", stage], cwd=work, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=as_from_a_terminal)
     deadline = time.monotonic() + 300
     while "Running stage" not in (text := log.read_text()) or not started(text):
         assert proc.poll() is None and time.monotonic() < deadline, f"{stage} ended before it was killed:\n{text}"
