@@ -1,14 +1,16 @@
-"""Invariance sweeps (Fig. 5): distances and probabilities against a direct computation, transformations
-against independent references (slicing, ``torch.rot90``), and the figure writer."""
+"""Invariance sweeps (Fig. 5): transformations against independent references (slicing, ``torch.rot90`` and a
+bilinear sampler written here from the documented geometry), distances and probabilities against a direct
+computation on images transformed by that sampler, and the figure writer."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from zfnet.analysis.invariance import default_amounts, invariance_sweep, transform
 from zfnet.models import build
@@ -17,6 +19,41 @@ HW = 64
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def resample(x: np.ndarray, kind: str, amount: float) -> tuple[np.ndarray, np.ndarray]:
+    """The documented transformations of ``invariance.py``, written from the geometry (no torchvision): (C, H, W)
+    -> (bilinear samples with 0 outside the image, coverage). Each output pixel's centre, in pixels from the
+    image's centre point ((W-1)/2, (H-1)/2), x right and y down, is mapped back to the input: ``translate`` by
+    ``amount`` px down, ``scale`` by ``amount`` about the centre, ``rotate`` by ``amount`` degrees counter-
+    clockwise (as seen, y down). The value is the bilinear blend of the four input pixels around that point,
+    those outside the image counting 0; coverage is the summed weight of the four that lie inside (1: fully
+    inside, 0: entirely outside)."""
+    x = np.asarray(x, dtype=np.float64)
+    _, h, w = x.shape
+    row, col = np.mgrid[0:h, 0:w].astype(np.float64)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    u, v = col - cx, row - cy
+    if kind == "translate":
+        su, sv = u, v - amount
+    elif kind == "scale":
+        su, sv = u / amount, v / amount
+    elif kind == "rotate":  # the inverse of a counter-clockwise turn (y down): (u, v) -> (u cos + v sin, -u sin + v cos)
+        a = math.radians(amount)
+        su, sv = u * math.cos(a) - v * math.sin(a), u * math.sin(a) + v * math.cos(a)
+    else:
+        raise ValueError(kind)
+    sc, sr = su + cx, sv + cy
+    c0, r0 = np.floor(sc).astype(int), np.floor(sr).astype(int)
+    fc, fr = sc - c0, sr - r0
+    out, cover = np.zeros_like(x), np.zeros((h, w))
+    for dr, wr in ((0, 1 - fr), (1, fr)):
+        for dc, wc in ((0, 1 - fc), (1, fc)):
+            rr, cc = r0 + dr, c0 + dc
+            weight = wr * wc * ((rr >= 0) & (rr < h) & (cc >= 0) & (cc < w))
+            out += weight * x[:, np.clip(rr, 0, h - 1), np.clip(cc, 0, w - 1)]
+            cover += weight
+    return out, cover
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +69,12 @@ def model():
 
 @pytest.fixture(scope="module")
 def images():
+    """Noise inside a central disc, 0 (the mean) within 6 px of every border: no transformation of the sweeps
+    below needs a value from outside the image, so the filling convention plays no part in their distances."""
     g = torch.Generator().manual_seed(3)
-    return (torch.randn(2, 3, HW, HW, generator=g) * 20).double()
+    yy, xx = torch.meshgrid(torch.arange(HW), torch.arange(HW), indexing="ij")
+    disc = ((yy - (HW - 1) / 2) ** 2 + (xx - (HW - 1) / 2) ** 2 <= (HW / 2 - 6) ** 2).double()
+    return (torch.randn(2, 3, HW, HW, generator=g) * 20).double() * disc
 
 
 def test_transforms_match_independent_references():
@@ -47,11 +88,37 @@ def test_transforms_match_independent_references():
     torch.testing.assert_close(transform(x, "rotate", 90), torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5, rtol=0)
     torch.testing.assert_close(transform(x, "rotate", 180), torch.flip(x, dims=(-2, -1)), atol=1e-5, rtol=0)
     torch.testing.assert_close(transform(x, "scale", 1.0), x)
-    # scale 2 about the centre: the centre pixels spread over 2x2 blocks, borders of the canvas unchanged size
-    s = transform(x, "scale", 2.0)
-    assert s.shape == x.shape and not torch.allclose(s, x)
+    # a constant image zoomed about its centre stays the same constant: scaling >= 1 never samples outside
+    flat = torch.full((3, 32, 32), 7.25)
+    for amount in (1.3, 1.8, 2.0):
+        torch.testing.assert_close(transform(flat, "scale", amount), flat, atol=1e-5, rtol=0)
+    # scale 2 of a centred 2x2 block (pixels 15..16, centre 15.5): a 4x4 block at 14..17, zero elsewhere
+    block = torch.zeros(1, 32, 32)
+    block[:, 15:17, 15:17] = 1.0
+    s = transform(block, "scale", 2.0)
+    assert torch.all(s[:, 14:18, 14:18] > 0.4) and torch.count_nonzero(s[:, :13]) == torch.count_nonzero(s[:, 19:]) == 0
     with pytest.raises(ValueError, match="unknown transform"):
         transform(x, "shear", 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        transform(x, "scale", 0.0)
+
+
+@pytest.mark.parametrize("kind, amount", [("translate", 2.5), ("translate", -6.0), ("scale", 1.3), ("scale", 1.8),
+                                          ("scale", 0.7), ("rotate", 35.0), ("rotate", 90.0), ("rotate", -120.0),
+                                          ("rotate", 350.0)])
+def test_transforms_match_a_sampler_written_from_the_geometry(kind, amount):
+    """Non-square noise (rows and columns cannot be swapped unseen): where the four input pixels around a
+    sample point lie inside the image, the value is their bilinear blend; where none does, the fill 0; in
+    between, a blend of the image's value toward 0 (never past it, never beyond the zero-padded value)."""
+    x = torch.randn(3, 20, 28, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    got = transform(x, kind, amount).numpy()
+    ref, cover = resample(x.numpy(), kind, amount)
+    inside, outside = cover > 1 - 1e-9, cover < 1e-9
+    assert inside.sum() >= 200  # the comparison covers most of the image
+    np.testing.assert_allclose(got[:, inside], ref[:, inside], rtol=0, atol=1e-9)
+    assert np.all(got[:, outside] == 0)
+    edge = ~inside & ~outside
+    assert np.all(got[:, edge] * ref[:, edge] >= -1e-12) and np.all(np.abs(got[:, edge]) <= np.abs(ref[:, edge]) + 1e-9)
 
 
 def test_default_amounts_follow_fig5():
@@ -64,21 +131,15 @@ def test_default_amounts_follow_fig5():
 
 def test_sweep_equals_direct_computation(model, images):
     labels = [3, 7]
-    amounts = {"translate": [-8.0, 0.0, 8.0], "scale": [1.0, 1.3], "rotate": [0.0, 90.0, 35.0]}
+    amounts = {"translate": [-8.0, 0.0, 2.5, 8.0], "scale": [1.0, 0.8, 1.3], "rotate": [0.0, 90.0, 35.0]}
     df = invariance_sweep(model, images, labels, amounts, chunk=2, image_ids=["a", "b"])
     assert list(df.columns) == ["transform", "amount", "image", "label", "distance_conv1", "distance_fc7", "p_true"]
-    assert len(df) == 2 * (3 + 2 + 3)
+    assert len(df) == 2 * (4 + 3 + 3)
     with torch.no_grad():
         for _, row in df.iterrows():
             i = ["a", "b"].index(row["image"])
             x = images[i]
-            if row["transform"] == "translate":
-                t = TF.affine(x, angle=0.0, translate=[0, row["amount"]], scale=1.0, shear=[0.0, 0.0], fill=0.0)
-            elif row["transform"] == "scale":
-                t = TF.affine(x, angle=0.0, translate=[0, 0], scale=row["amount"], shear=[0.0, 0.0],
-                              interpolation=InterpolationMode.BILINEAR, fill=0.0)
-            else:
-                t = TF.rotate(x, row["amount"], interpolation=InterpolationMode.BILINEAR, fill=0.0)
+            t = torch.from_numpy(resample(x.numpy(), row["transform"], row["amount"])[0])
             for layer in ("conv1", "fc7"):
                 a = model.forward_to(x[None], layer).flatten()
                 b = model.forward_to(t[None], layer).flatten()
