@@ -6,13 +6,16 @@ standard torchvision pipeline, delivering finished float batches (persistent wor
 
 Ours: ShardDataModule's training loader over the prepared WebDataset shards, streamed
 (``in_memory=False``) and in memory, the same number of workers. It delivers uint8 (B, 3, 256, 256)
-batches; one of the ten crops per sample, the flip and the mean subtraction run as batched tensor ops in
-``on_after_batch_transfer``, i.e. on the GPU in real training. Two numbers per path:
+batches; one of the ten crops per sample (five positions, each also flipped), float conversion and the mean
+subtraction run as batched tensor ops in ``on_after_batch_transfer``, i.e. on the GPU in real training. Two
+numbers per path:
 
-* ``device_ready``: samples/s until the batch is ready to be moved to the device (the loader alone); the
-  crop + mean step then costs the GPU microseconds. Target >= 5x the baseline.
-* ``with_cpu_step``: the loader plus ``on_after_batch_transfer`` run on the CPU in the main process (one
-  torch thread, beside the workers): what a CPU-only run gets on this machine.
+* ``with_cpu_step`` (the headline, equal work): the loader plus ``on_after_batch_transfer`` run on the CPU in
+  the main process (one torch thread, beside the workers): finished float (B, 3, 224, 224) batches, cropped,
+  flipped and mean-subtracted, as the baseline delivers them. What a CPU-only run gets on this machine.
+* ``device_ready`` (loader only, NOT equal work): samples/s until the uint8 batch is ready to be moved to the
+  device; it leaves out the crop, flip, float conversion and mean subtraction that the baseline does in its
+  workers (on a GPU they then cost microseconds, but this run has none). The 5x target was set on this number.
 
 Every ratio is measured in the same run, baseline and candidates alternating within each of
 ``BENCH_ROUNDS`` rounds (the machine is shared), each timing ``BENCH_EPOCHS`` epochs of loaders made once
@@ -107,15 +110,27 @@ def main():
         counts = {name: fn() for name, fn in fns.items()}  # warm-up; samples per timing
         times = interleaved(fns, ROUNDS)
     rate = {name: counts[name] / statistics.median(t) for name, t in times.items()}
+    ratio = {name: round(median_ratio([t / counts["imagefolder"] for t in times["imagefolder"]],
+                                      [t / counts[name] for t in ts]), 2)
+             for name, ts in times.items() if name != "imagefolder"}
     result = {
         "images": N, "workers": WORKERS, "batch": BATCH, "epochs_per_timing": EPOCHS, "rounds": ROUNDS,
         "machine_before": before, "machine_after": machine(),
         "what": __doc__.split("Every ratio")[0].strip(),
+        "baseline": "torchvision ImageFolder + Resize(256), CenterCrop(256), RandomCrop(224), RandomHorizontalFlip, "
+                    "PILToTensor, float, minus the mean image's centre crop, in the DataLoader workers",
+        "equal_work": "with_cpu_step: our loader plus its crop, flip, float conversion and mean subtraction on the "
+                      "CPU: the same finished float batches as the baseline",
+        "headline_ratio_vs_imagefolder_equal_work": {p: ratio[f"{p}_with_cpu_step"] for p in ("streaming", "in_memory")},
+        "loader_only_ratio_not_equal_work": {
+            "what": "device_ready: uint8 batches before the crop, flip, float conversion and mean subtraction that "
+                    "the baseline includes (they run on the GPU in training); not comparable to the baseline's work",
+            **{p: ratio[f"{p}_device_ready"] for p in ("streaming", "in_memory")}},
         "samples_per_s": {name: round(r, 1) for name, r in rate.items()},
-        "ratio_vs_imagefolder": {name: round(median_ratio([t / counts["imagefolder"] for t in times["imagefolder"]],
-                                                          [t / counts[name] for t in ts]), 2)
-                                 for name, ts in times.items() if name != "imagefolder"},
+        "ratio_vs_imagefolder": ratio,
         "target": 5.0,
+        "target_set_on": "device_ready (the loader alone, issue 3)",
+        "target_met_at_equal_work": all(ratio[f"{p}_with_cpu_step"] >= 5.0 for p in ("streaming", "in_memory")),
         "seconds": {name: [round(t, 4) for t in ts] for name, ts in times.items()},
         "samples_per_timing": counts,
         "cores_per_timing": LOG,  # our_cores: CPU seconds of this run per wall second; other_cores: everyone else's
