@@ -113,7 +113,8 @@ def tiny_pipeline(tmp_path_factory) -> PipelineRun:
     then `dvc status`. Tests must not change it (copy `work` to experiment on it)."""
     work = tmp_path_factory.mktemp("e2e") / "repo"
     env = tiny_repo(work)
-    first = sh(["dvc", "repro"], work, env)
+    # 33 stages, each a process (torch, Hydra and a W&B run: ~8 s of start-up each on a busy 2-core machine)
+    first = sh(["dvc", "repro"], work, env, timeout=1500)
     second = sh(["dvc", "repro"], work, env)
     status = sh(["dvc", "status"], work, env)
     return PipelineRun(work, env, first, second, status)
