@@ -1,4 +1,5 @@
-"""DVC stage `visualize`: see zfnet.stages.visualize. Usage: python pipelines/visualize.py [hydra overrides]"""
+"""Every visualize part in one process (zfnet.visualize.parts): what dvc.yaml's `visualize_<part>` stages run
+one each, e.g. on your own CNN. Usage: python pipelines/visualize.py [hydra overrides]"""
 
 import hydra
 from omegaconf import DictConfig
@@ -6,13 +7,14 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
+from zfnet.visualize.parts import PARTS
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     # a bad config value: one line naming the key, exit status 2; SIGTERM ends the stage as Ctrl-C would
     with exit_on_config_error(), terminate_gracefully():
-        run(cfg)
+        run(cfg, PARTS)
 
 
 if __name__ == "__main__":

@@ -69,3 +69,17 @@ def user_model_config(tmp_path, resize: int, crop: int, history: str = "none.csv
             "model": "torchvision:resnet18", "image_folder": str(tmp_path / "photos"),
         } | visualize,
     })
+
+
+def figure_index(figures_dir) -> dict[str, list[str]]:
+    """Every figure group the visualize parts listed: ``<figures_dir>/index/<part>.json`` merged (read here
+    as the files are, not through the report's reader)."""
+    import json
+    from pathlib import Path
+
+    merged: dict[str, list[str]] = {}
+    for path in sorted((Path(figures_dir) / "index").glob("*.json")):
+        groups = json.loads(path.read_text())
+        assert not set(groups) & set(merged), f"{path}: a group another part lists"
+        merged.update(groups)
+    return merged

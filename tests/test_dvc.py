@@ -137,6 +137,9 @@ def test_closure_check_catches_missing_and_over_listed_deps(tmp_path):
 # What each stage reads from params.yaml (by reading its code): every leaf key under these must be a params
 # dep of the stage, pinned on its command line, or named in NOT_READ with the reason. A key added to conf/
 # under one of these groups fails here until it is classified.
+_VIS_STREAM = ["visualize.out_dir", "prepare.out_dir", "visualize.images", "visualize.batch_size",
+               "visualize.image_folder", "data.resize", "data.crop"]
+_VIS_MODEL = ["visualize.checkpoint", "visualize.model", "visualize.weights"]
 READS = {
     "demo_data": ["demo_data"],
     "overlap": ["overlap", "data.imagenet_root", "transfer.caltech101.root", "transfer.caltech256.root"],
@@ -146,7 +149,18 @@ READS = {
     "train_noclip": ["seed", "data", "model", "train", "trainer", "table3.epochs", "table3.width"],
     "table3": ["ablation"],
     "transfer": ["transfer", "data.resize", "data.crop", "model"],
-    "visualize": ["visualize", "data.resize", "data.crop", "data.imagenet_root", "data.val_boxes", "seed"],
+    # the visualize parts (zfnet.visualize.<part>): the stream's and the model's keys, then the part's own
+    "visualize_deconv": [*_VIS_STREAM, *_VIS_MODEL, "visualize.layers", "visualize.deconv", "visualize.checkpoints_dir",
+                         "train.history_path", "seed"],
+    "visualize_synthesis": [*_VIS_STREAM, *_VIS_MODEL, "visualize.synthesis"],
+    "visualize_occlusion": [*_VIS_STREAM, *_VIS_MODEL, "visualize.layers", "visualize.occlusion", "data.imagenet_root",
+                            "data.val_boxes"],
+    "visualize_invariance": [*_VIS_STREAM, *_VIS_MODEL, "visualize.layers", "visualize.invariance",
+                             "visualize.curves_dir"],
+    "visualize_correspondence": [*_VIS_MODEL, "visualize.layers", "visualize.image_folder", "visualize.correspondence",
+                                 "visualize.ground_truth", "visualize.tables_dir", "data.resize", "data.crop",
+                                 "data.imagenet_root"],
+    "visualize_fig6": [*_VIS_STREAM, "visualize.model", "visualize.layers", "visualize.fig6", "seed"],
     "claims": ["claims", "data.crop", "seed"],
     "dissect": ["dissect", "data.crop"],
     "report": ["report", "profile", "model.name", "data.imagenet_root", "overlap.remove"],
@@ -325,3 +339,21 @@ def test_output_paths_and_logging_keys_retrain_nothing(locked_repo):
                                        "wandb.mode": "disabled", "data.imagenet_root": "/elsewhere"})
     assert "prepare" in stale and "overlap" in stale  # they read the ImageNet root
     assert not stale & {"train", "train_noclip", "transfer"} and not {s for s in stale if s.startswith("ablate@")}, stale
+
+
+VISUALIZE = {"visualize_deconv", "visualize_synthesis", "visualize_occlusion", "visualize_invariance",
+             "visualize_correspondence", "visualize_fig6"}
+
+
+@pytest.mark.parametrize("changes, stale_parts", [
+    ({"visualize.occlusion.images": 3}, {"visualize_occlusion"}),
+    ({"visualize.invariance.images": 2}, {"visualize_invariance"}),
+    ({"visualize.correspondence.repeats": 2}, {"visualize_correspondence"}),
+    ({"visualize.synthesis.steps": 2}, {"visualize_synthesis"}),
+    ({"visualize.deconv.k": 4}, {"visualize_deconv"}),  # the synthesis follows through Fig. 2's files (a dep)
+    ({"visualize.images": 8}, VISUALIZE - {"visualize_correspondence"}),  # Table 1: its own images
+])
+def test_editing_one_analysis_reruns_only_its_visualize_stage(locked_repo, stages, changes, stale_parts):
+    """The visualize stages are split by analysis: a key of one analysis leaves the other parts up to date."""
+    assert {s.name for s in stages} >= VISUALIZE
+    assert _stale_after(locked_repo, changes) & VISUALIZE == stale_parts

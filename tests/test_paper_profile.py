@@ -68,7 +68,7 @@ def test_paper_profile_references_nothing_under_data_demo(paper_repo):
         if DEMO in stage.cmd:
             offending.append(f"{stage.addressing}: cmd {stage.cmd}")
     assert not offending, "\n".join(offending)
-    assert {s.name for s in stages} >= {"train", "visualize", "dissect", "report", "transfer", "demo_data"}
+    assert {s.name for s in stages} >= {"train", "visualize_deconv", "visualize_occlusion", "dissect", "report", "transfer", "demo_data"}
     params = yaml.safe_load((paper_repo / "params.yaml").read_text())
     text = json.dumps(params)
     assert DEMO not in text.replace(f'"out_dir": "{DEMO}"', ""), "params.yaml of profile=paper names data/demo"

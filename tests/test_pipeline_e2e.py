@@ -16,12 +16,14 @@ import torch
 from PIL import Image
 
 from conftest import offline_records, pipeline_env, sh
+from helpers import figure_index
 from zfnet.tracking import read_records
 from zfnet.transfer.datasets import VOC_CLASSES
 
 pytestmark = pytest.mark.slow
 STAGES = ["demo_data", "overlap", "prepare", "train", "train_noclip", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7",
-          "table3", "transfer", "visualize", "claims", "dissect", "finetune@fc", "finetune@scratch",
+          "table3", "transfer", "visualize_deconv", "visualize_synthesis", "visualize_occlusion",
+          "visualize_invariance", "visualize_correspondence", "visualize_fig6", "claims", "dissect", "finetune@fc", "finetune@scratch",
           "finetune_table", "report"]
 JOB_TYPES = ["demo_data", "overlap", "prepare", "train", "ablation", "table3", "transfer", "visualize", "claims",
              "dissect", "finetune", "summary"]
@@ -58,12 +60,12 @@ def test_outputs(pipeline_run):
     assert blob["state_dict"]["conv1.conv.weight"].pow(2).mean((1, 2, 3)).sqrt().max() <= 0.1 + 1e-6
     html = (work / "reports/index.html").read_text()
     pages = {p: p.read_text() for p in (work / "reports/pages").glob("*.html")}
-    for fig in json.loads((work / "reports/figures/index.json").read_text()).values():
+    for fig in figure_index(work / "reports/figures").values():
         for path in fig:
             assert (work / path).stat().st_size > 0
             assert any(quote(os.path.relpath(work / path, page.parent)) in text for page, text in pages.items()), path
     assert "38.4" in html  # the paper's Table 2 number beside ours
-    figures = json.loads((work / "reports/figures/index.json").read_text())
+    figures = figure_index(work / "reports/figures")
     for group in ("filters", "training", "deconv", "evolution", "occlusion", "invariance", "correspondence", "fig6"):
         assert figures.get(group), group
     assert len([p for p in figures["fig6"] if "filters_" in p]) == 3  # alexnet, zfnet, zfnet without clipping
@@ -165,7 +167,7 @@ def test_summary_run_holds_every_table_and_the_key_figures(pipeline_run):
     assert ours["val top-1 (%)"] == pytest.approx(100 * metrics["val_top1_error"], abs=0.05)
     assert (paper["val top-1 (%)"], paper["val top-5 (%)"]) == (38.4, 16.5)  # Table 2 of the paper
 
-    figures = json.loads((work / "reports/figures/index.json").read_text())
+    figures = figure_index(work / "reports/figures")
     for group, paths in figures.items():
         for path in paths:  # every figure of every group
             key = f"figures/{group}/{Path(path).stem}"

@@ -16,6 +16,7 @@ from PIL import Image
 
 from browser import check_report
 from conftest import offline_records
+from helpers import figure_index
 from zfnet.stages.report import run as report_stage
 
 
@@ -52,7 +53,7 @@ def _png(path: Path, colour, size=(12, 8)) -> np.ndarray:
 @pytest.fixture
 def outputs(tiny_cfg, tmp_path):
     """What the report reads, made by hand: training metrics, two tables (one of a stage the report does
-    not know), a figure group listed in index.json and a folder of figures that is not, prepare's stats and
+    not know), a figure group listed in a visualize part's index and a folder of figures that is not, prepare's stats and
     one rejected image."""
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/train.json").write_text(json.dumps({
@@ -65,7 +66,8 @@ def outputs(tiny_cfg, tmp_path):
     figures = tmp_path / "reports/figures"
     pixels = {"filters/conv1 zfnet.png": _png(figures / "filters/conv1 zfnet.png", (200, 10, 10)),
               "transfer/curve.png": _png(figures / "transfer/curve.png", (10, 200, 10), (20, 10))}
-    (figures / "index.json").write_text(json.dumps({"filters": ["reports/figures/filters/conv1 zfnet.png"]}))
+    (figures / "index").mkdir()
+    (figures / "index" / "deconv.json").write_text(json.dumps({"filters": ["reports/figures/filters/conv1 zfnet.png"]}))
     prepared = tmp_path / "data/prepared"
     prepared.mkdir(parents=True)
     (prepared / "stats.json").write_text(json.dumps({"train": {"seen": 5, "written": 4, "rejected": 1}}))
@@ -165,7 +167,7 @@ def test_report_of_a_pipeline_run_in_headless_chromium(tiny_pipeline, tmp_path):
     print(f"\nscreenshot of the report: {shot}")
     assert not check.problems, "\n".join(check.problems)
     pages = {p.name for p in check.pages}
-    figures = json.loads((tiny_pipeline.work / "reports/figures/index.json").read_text())
+    figures = figure_index(tiny_pipeline.work / "reports/figures")
     folders = OmegaConf.load(tiny_pipeline.work / "params.yaml").report.figure_folders  # other stages' figures
     assert pages == {"index.html"} | {f"{Path(f).name}.html" for f in folders} | {f"{group}.html" for group in figures}
     shown = {Path(unquote(urlsplit(img["url"]).path)).resolve() for imgs in check.images.values() for img in imgs}

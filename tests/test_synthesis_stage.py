@@ -46,10 +46,11 @@ def configure(cfg, prepared_and_model, **synthesis):
 
 def test_stage_synthesizes_the_fig2_maps_every_class_and_inversions(tiny_cfg, prepared_and_model, tmp_path):
     from zfnet.stages.visualize import run
+    from zfnet.visualize.parts import PARTS
 
     cfg = configure(tiny_cfg, prepared_and_model, inversion_images=2)
     cfg.wandb.mode = "offline"
-    figures = run(cfg)
+    figures = run(cfg, PARTS)
     out = Path(cfg.visualize.out_dir) / "synthesis"
     index = json.loads((out / "index.json").read_text())
     names = json.loads((Path(cfg.prepare.out_dir) / "classes.json").read_text())["names"]
@@ -68,7 +69,7 @@ def test_stage_synthesizes_the_fig2_maps_every_class_and_inversions(tiny_cfg, pr
         assert beside.width > row.width  # Fig. 2's row, then the synthesized image
     with Image.open(out / "classes.png") as im:
         assert im.format == "PNG"
-    listed = json.loads((Path(cfg.visualize.out_dir) / "index.json").read_text())
+    listed = json.loads((Path(cfg.visualize.out_dir) / "index" / "synthesis.json").read_text())
     assert listed["synthesis"] == figures["synthesis"]
 
     # the same images in the stage's W&B run (the offline transaction log and its media files)
@@ -86,18 +87,19 @@ def test_stage_synthesizes_the_fig2_maps_every_class_and_inversions(tiny_cfg, pr
 
 def test_disabled_writes_no_synthesis(tiny_cfg, prepared_and_model):
     from zfnet.stages.visualize import run
+    from zfnet.visualize.parts import PARTS
 
     cfg = configure(tiny_cfg, prepared_and_model, enabled=False)
     cfg.wandb.mode = "disabled"
-    figures = run(cfg)
+    figures = run(cfg, PARTS)
     assert "synthesis" not in figures and figures["deconv"]
-    assert not (Path(cfg.visualize.out_dir) / "synthesis").exists()
+    assert not any((Path(cfg.visualize.out_dir) / "synthesis").iterdir())  # the stage's (empty) output folder
 
 
 def test_a_user_model_synthesizes_its_outputs_up_to_the_cap_at_its_layers(tmp_path):
     """A torchvision model from config: classes are its outputs (capped by ``max_classes``), layers the
     user's ``visualize.layers`` (the Fig. 2 layers)."""
-    from zfnet.visualize import run
+    from zfnet.visualize.parts import run
 
     photo_folder(tmp_path, 1, (40, 40))
     import torchvision
@@ -133,10 +135,11 @@ def test_synthesis_keys_are_range_checked_before_any_work(tiny_cfg, key, value, 
 
     from zfnet.schema import ConfigError
     from zfnet.stages.visualize import run
+    from zfnet.visualize.parts import PARTS
 
     OmegaConf.update(tiny_cfg, f"visualize.synthesis.{key}", value, merge=False)
     with pytest.raises(ConfigError) as err:
-        run(tiny_cfg)  # no prepared data, no model: a run past validation would fail otherwise
+        run(tiny_cfg, PARTS)  # no prepared data, no model: a run past validation would fail otherwise
     assert f"visualize.synthesis.{key}={value!r}: {expected}" in str(err.value)
 
 

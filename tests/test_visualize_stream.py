@@ -17,7 +17,8 @@ from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.prepare import prepare
 from zfnet.models import build
-from zfnet.visualize import ValidationStream, correctly_classified
+from zfnet.visualize.occlusion import correctly_classified
+from zfnet.visualize.stream import ValidationStream
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -216,8 +216,9 @@ def test_pipeline_runs_have_names_one_group_tags_and_resolved_config(pipeline_ru
     params = yaml.safe_load((work / "params.yaml").read_text())
     names = [r["name"] for r in runs]
     assert len(names) == len(set(names)), names
-    expected = {"demo_data", "overlap", "prepare", "train", "zfnet_noclip", "table3", "transfer", "visualize",
-                "claims", "summary"} | {f"ablate/{row}" for row in params["ablation"]}
+    expected = {"demo_data", "overlap", "prepare", "train", "zfnet_noclip", "table3", "transfer", "claims",
+                "summary"} | {f"ablate/{row}" for row in params["ablation"]} | {
+                f"visualize/{part}" for part in ("deconv", "synthesis", "occlusion", "invariance", "correspondence", "fig6")}
     assert expected <= set(names), expected - set(names)
     for r in runs:  # stages added later: named after their job type, never W&B's random names
         job = r["run"].job_type

@@ -5,7 +5,7 @@ rejected images), and the W&B summary run that mirrors it.
 Opens from disk without a server: every link and image is relative to the page that holds it. The index
 holds the tables (every CSV in ``report.tables_dir``, so tables of stages added later appear without code
 changes), the key figures (the first of each group, linking to the group's page) and the provenance; each
-figure group (a folder under ``visualize.out_dir``, listed in its ``index.json`` or not) gets a page.
+figure group (a folder under ``visualize.out_dir``, listed in a visualize part's index or not) gets a page.
 """
 
 from __future__ import annotations
@@ -206,11 +206,13 @@ def tables(cfg) -> dict[str, tuple[Path | None, pd.DataFrame]]:
 
 
 def figure_groups(figures_dir: str | Path, extra_groups: Sequence[str | Path] = ()) -> dict[str, list[Path]]:
-    """Figure group -> image files: the groups of ``index.json`` (files in its order), and every other folder
-    under ``figures_dir`` holding images (a figure writer added later shows up by itself); known groups in
-    the paper's order, then the others by name."""
+    """Figure group -> image files: the groups the visualize parts list (``zfnet.visualize.index``: files in
+    their order), and every other folder under ``figures_dir`` holding images (a figure writer added later
+    shows up by itself); known groups in the paper's order, then the others by name."""
+    from zfnet.visualize import index as figure_index
+
     figures_dir = Path(figures_dir)
-    index = _read_json(figures_dir / "index.json") or {}
+    index = figure_index.read(figures_dir)
     groups = {g: [Path(p) for p in paths if Path(p).is_file()] for g, paths in index.items()}
     listed = {p.resolve() for paths in groups.values() for p in paths}
     folders = sorted(p for p in figures_dir.iterdir() if p.is_dir()) if figures_dir.is_dir() else []

@@ -1,0 +1,25 @@
+"""Visualize part ``fig6``: layer 1 and 2 of Krizhevsky's model and ours (the Table 3 baselines: same data,
+epochs and width), and ours trained without RMS clipping; each model's conv2 search streams the same images.
+Our pipeline's models only (``visualize.fig6``; a user's model or layers: nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zfnet.models.weights import load_model
+
+NAME = "fig6"
+FOLDERS = ("fig6",)
+
+
+def run(ctx) -> dict[str, list[str]]:
+    v = ctx.v
+    models = {label: load_model(p) for label, p in (("alexnet", v.fig6.alexnet), ("zfnet", v.fig6.zfnet),
+                                                    ("zfnet, no RMS clipping", v.fig6.zfnet_noclip))
+              if ctx.own and not v.get("model") and Path(p).is_file()}
+    if not models:
+        return {}
+    from zfnet.figures.deconv import fig6
+
+    ctx.stream.desc = "visualize: conv2 search (Fig. 6)"
+    return {"fig6": fig6(models, ctx.stream, ctx.out, seed=int(ctx.cfg.seed))}

@@ -1,0 +1,41 @@
+"""Visualize part ``invariance``: Fig. 5 on the first ``visualize.invariance.images`` images, its curves (mean
+over the images) also as CSV per transformation under ``visualize.curves_dir`` (DVC's plots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+NAME = "invariance"
+FOLDERS = ("invariance",)
+
+
+def run(ctx) -> dict[str, list[str]]:
+    from zfnet.figures import sensitivity as figures_sensitivity
+
+    v = ctx.v
+    images, labels = ctx.stream.head(int(v.invariance.images))
+    sens = figures_sensitivity.export(
+        ctx.model, images, labels, ctx.out, class_names=ctx.classes, occlusion=False,
+        invariance={"max_images": int(v.invariance.images), **({} if ctx.own else {"layers": [ctx.layers[0], ctx.layers[-1]]})},
+        mean=ctx.mean)
+    if "invariance" in sens.tables and v.get("curves_dir"):
+        write_invariance_curves(sens.tables["invariance"], v.curves_dir)
+    return sens.figures
+
+
+def write_invariance_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Fig. 5's curves (mean over the images) as ``<out_dir>/<transform>.csv``: the DVC plots' data."""
+    from zfnet.analysis.invariance import mean_curves
+    from zfnet.io import write_text
+
+    out_dir = Path(out_dir)
+    curves = mean_curves(df)
+    written = [write_text(out_dir / f"{kind}.csv", frame.to_csv(index=False)) for kind, frame in curves.items()]
+    for stale in out_dir.glob("*.csv"):
+        if stale.stem not in curves:
+            stale.unlink()
+    return written
+
+
