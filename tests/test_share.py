@@ -62,6 +62,12 @@ def group_gone(pgid: int, within: float) -> float | None:
     return None
 
 
+def left_in_group(pgid: int) -> str:
+    """`ps` of what is left of a process group (for a failure's message)."""
+    return subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(pgid)], capture_output=True,
+                          text=True).stdout
+
+
 SOAK_SEED = 2014
 SOAK_KILLS = 5
 
@@ -91,7 +97,8 @@ def soak(work: Path, env: dict, logs: Path) -> list[dict]:
         os.killpg(proc.pid, sig)
         status = proc.wait(timeout=60)
         seconds = group_gone(proc.pid, 10)
-        assert seconds is not None, f"soak {i}: processes of the group still run 10 s after {sig.name}"
+        assert seconds is not None, (f"soak {i}: processes of the group still run 10 s after {sig.name}:\n"
+                                     f"{left_in_group(proc.pid)}\n{log.read_text()[-3000:]}")
         rows.append({"signal": sig.name, "stage": stages[-1], "after_s": round(delay, 1), "exit": status,
                      "gone_s": round(seconds, 2)})
     return rows
@@ -222,7 +229,8 @@ def kill_partway(work: Path, env: dict, stage: str, started, log: Path) -> tuple
     os.killpg(proc.pid, signal.SIGTERM)
     status = proc.wait(timeout=60)
     seconds = group_gone(proc.pid, 30)  # the stage and its workers too: none may write after the checkout
-    assert seconds is not None, f"processes of the killed `dvc repro -s {stage}` still run 30 s after SIGTERM"
+    assert seconds is not None, (f"processes of the killed `dvc repro -s {stage}` still run 30 s after SIGTERM:\n"
+                                 f"{left_in_group(proc.pid)}\n{log.read_text()[-3000:]}")
     return status, seconds
 
 
