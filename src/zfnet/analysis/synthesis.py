@@ -19,9 +19,10 @@ state and step counts, and an image that has plateaued (no gain of its regulariz
 relative for ``patience`` steps) is frozen while the others go on; layers that mix images (batch norm in
 training mode) are avoided by running in eval mode. What that buys, precisely:
 
-* ``chunk=1`` (each image's forward and backward through the model run alone, the rest batched): a batch
-  gives the same images as its objectives one at a time with the same seed, float32 included (bitwise on
-  CPU in our tests; tested to 1e-3 of the image's range after 64 steps with the default transformations).
+* ``chunk=1`` (each image's parameterization, transformation, forward and backward through the model and
+  blur run alone; only Adam's elementwise update is batched): a batch gives the same images as its
+  objectives one at a time with the same seed, float32 included (bitwise on CPU in our tests; tested to
+  1e-3 of the image's range after 64 steps with the default transformations).
 * ``chunk=None`` (the default, all active images in one forward) or ``chunk=k``: the same in exact
   arithmetic, and in float64 on CPU (tested likewise). In float32 the batched kernels (oneDNN
   convolutions, matrix products, local response normalization's pooling) round differently from a batch of
@@ -250,7 +251,7 @@ def _optimize(model, objs: Sequence[Objective], seeds: Sequence[int], size: tupl
                 m[idx], v[idx] = mi, vi
                 new = theta[idx] + lr * (mi / (1 - b1**tt)) / ((vi / (1 - b2**tt)).sqrt() + eps)
                 if blur_every and (step + 1) % blur_every == 0 and blur_sigma > 0:
-                    new = P.to_param(R.gaussian_blur(P.image(new), blur_sigma))
+                    new = torch.cat([P.to_param(R.gaussian_blur(P.image(q), blur_sigma)) for q in new.split(chunk or b)])
                 theta[idx] = new
                 tot = total.detach().double().cpu()
                 hist[step, idx] = obj.detach().double().cpu()
@@ -262,8 +263,8 @@ def _optimize(model, objs: Sequence[Objective], seeds: Sequence[int], size: tupl
                 if patience:
                     active[idx[since[idx] >= patience]] = False
         with torch.no_grad():
-            images = P.image(theta)
             k = chunk or 64
+            images = torch.cat([P.image(q) for q in theta.split(k)])
             final = torch.cat([_values(model, images[s:s + k], objs[s:s + k], which) for s in range(0, b, k)])
     ran = int((~hist.isnan()).any(1).nonzero().max()) + 1 if b else 0
     return Synthesis(images.detach(), final.detach().cpu(), hist[:ran], total_hist[:ran], t)
@@ -292,7 +293,8 @@ def maximize(model: nn.Module, objectives: Sequence[Objective | str], *, size: i
     in input space), ``lr`` (Adam's step, in parameter units), ``patience``/``tol`` (stop an image whose
     regularized objective gained less than ``tol`` relative in ``patience`` steps; 0: never), ``seed``,
     ``chunk`` (images per forward/backward of the model: None all at once, 1 each alone, which makes the
-    images those of one-at-a-time runs in float32 too; see the module's note; it also bounds memory). ``size``: the input (H, W) (default: the model's ``config["input_size"]`` or 224). ``start``: (B, 3, H, W)
+    images those of one-at-a-time runs in float32 too; see the module's note; it also bounds memory).
+    ``size``: the input (H, W) (default: the model's ``config["input_size"]`` or 224). ``start``: (B, 3, H, W)
     images to start from instead of noise. Returns :class:`Synthesis`.
     """
     objs = [parse(o) for o in objectives]
