@@ -13,7 +13,9 @@ in {0.95..1.05}, rotation ±5°, L2 1e-3, 1 thread. Methods, all doing that same
 * ``one_at_a_time``: 64 calls of ``maximize`` with one objective.
 * ``hand_batched``: the strongest baseline a user would write by hand: a plain PyTorch loop over the same 64
   images at once, same parameterization, same per-image transformations (same seeds), same objective and
-  L2, ``torch.optim.Adam``, the model called directly up to conv5 (no hooks).
+  L2, ``torch.optim.Adam``, the model called directly up to conv5 (no hooks). The same work: with the model
+  and parameterization in float64 its images equal ``batched``'s to 2e-16 of their range (8 steps, 4
+  channels, checked once by hand).
 
 torch-lucent is not installed in the project's environment, so it is not compared (the earlier 3.42x against
 its ``render_vis`` compared unequal work: other transformations, objective 0.019 against our 0.050).
