@@ -44,6 +44,7 @@ Writes ``benchmarks/results/deconvnet.json``. About 3.5 minutes on 2 busy CPU co
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import sys
@@ -124,6 +125,37 @@ def arithmetic_bound(model, images, dn: Deconvnet, layer: str, n, y, x) -> dict:
             "ratio_bound_free_forward": captum / proj}
 
 
+class SharedForwardDeconvnet:
+    """The baseline a user would write with autograd: ONE forward per image through the layers up to ``layer``
+    (a copy of ``model.features`` up to it, ReLUs not in place, parameters frozen), then one backward per
+    unit of that image from the same graph (``retain_graph=True``), seeded with the unit's value. The
+    deconvnet rule is a full backward hook on every ReLU returning ``relu(grad_output)`` (the rectification of
+    the signal going down, Captum's rule); unpooling is max-pool's own autograd backward (scatter at the
+    switches, summing at shared ones); convolutions' input gradients are the transposed convolutions."""
+
+    def __init__(self, model, layer: str):
+        parent, idx = layer.rsplit(".", 1)
+        self.net = copy.deepcopy(model.get_submodule(parent)[: int(idx) + 1]).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        for m in self.net.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = False
+                m.register_full_backward_hook(lambda _m, _gi, go: (go[0].clamp(min=0),))
+
+    def __call__(self, images, n, c, y, x, values) -> torch.Tensor:
+        out = torch.zeros((len(n), *images.shape[1:]), dtype=images.dtype)
+        for img in torch.unique(n).tolist():
+            xi = images[img:img + 1].clone().requires_grad_(True)
+            act = self.net(xi)
+            units = (n == img).nonzero()[:, 0].tolist()
+            for k, j in enumerate(units):
+                (g,) = torch.autograd.grad(act[0, c[j], y[j], x[j]], xi, values[j],
+                                           retain_graph=k + 1 < len(units))
+                out[j] = g[0]
+        return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=12)
@@ -163,6 +195,11 @@ def main(argv=None) -> dict:
             warnings.simplefilter("ignore")  # Captum warns about the in-place ReLUs and input grads
             return torch.cat([nd.attribute(images[i:i + 1], (ch, yy, xx)).detach() * v for i, ch, yy, xx, v in
                               zip(n.tolist(), c.tolist(), y.tolist(), x.tolist(), values.tolist())])
+
+    shared = SharedForwardDeconvnet(model, layer)
+
+    def shared_forward():
+        return shared(images, n, c, y, x, values)
 
     def cache_forward():
         return Deconvnet(model, [layer]).cache(images[distinct])

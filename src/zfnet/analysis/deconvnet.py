@@ -87,7 +87,8 @@ def project_units(
     if method != "autograd":
         uniq, inv = torch.unique(n, return_inverse=True)
         try:
-            dn = Deconvnet(model, [layer], lrn=lrn, call=call).cache(images[uniq])
+            # the forward only where these units' receptive fields reach
+            dn = Deconvnet(model, [layer], lrn=lrn, call=call).cache(images[uniq], units=(layer, inv, y, x))
             p = dn.project_units(layer, inv, c, y, x)
             p.units["image_index"] = n.clone()
             return p
