@@ -3,7 +3,8 @@
 For models whose path to the layer is a plain chain of ``conv2d / relu / max_pool2d / local_response_norm /
 dropout`` (every model in ``zfnet.models`` and torchvision's ``alexnet`` / ``vgg`` ``features``; the chain is
 recorded from the real forward by :mod:`zfnet.analysis.chain`). One forward per image caches the switches of
-every pool; a unit's projection is then computed only over its receptive field: at every level the signal
+every pool (or, given the units, the recorded chain replayed on their receptive-field boxes only:
+``cache(images, units=...)``); a unit's projection is then computed only over its receptive field: at every level the signal
 is kept in the window that can reach the unit (clipped to the feature map), the cached switch window is
 gathered, and the transposed convolution runs on that window. Units with the same window geometry (every
 interior unit of a layer) are batched across images into one backward. The arithmetic is the same sums as
