@@ -217,8 +217,8 @@ class Deconvnet:
         run faster than large ones, else 32).
 
         ``units``: ``(layer, image_index, ys, xs)`` (optional): compute only what these units' projections need.
-        The chain is recorded from one image's whole forward; every other image with units is run through the
-        recorded chain on boxes only: its units' positions grouped into few boxes (:func:`_unit_boxes`), each
+        The chain is recorded from a forward of an empty batch (or, for a model that cannot run one, of the
+        first image); every image with units is then run through the recorded chain on boxes only: its units' positions grouped into few boxes (:func:`_unit_boxes`), each
         box's receptive-field window at every level (clipped to the map, zero / -inf padding where the
         receptive field leaves it); images without units not at all. The same products and sums as the whole
         forward; the convolution kernels may pick another summation order for small windows, so activations
@@ -293,7 +293,11 @@ class Deconvnet:
             x0 = images[first:first + 1].to(device=device, dtype=dtype)
             which = _hooks.calls(self.model, x0, self.layers, self.call)
             self._call = {nm: which[_hooks.path_of(self.model, l)] for nm, l in zip(self.targets, self.layers)}
-            rec, outs, self.ends = self._record(x0)  # the chain, from one whole forward
+            try:  # the chain (shapes, weights) from an empty batch: no arithmetic
+                rec, outs, self.ends = self._record(x0[:0])
+                first = None
+            except Exception:  # a model that cannot run an empty batch: one image's whole forward
+                rec, outs, self.ends = self._record(x0)
         self.ops = ops = rec.ops
         end = self.ends[name]
         _, h_n, w_n = ops[end - 1].out_shape
@@ -306,15 +310,15 @@ class Deconvnet:
         self.lrn_in = {i: t.new_zeros((t.shape[0], count, *t.shape[2:])) for i, t in rec.lrn_in.items()}
         depth = len(ops)
         boxes, box_image = [], []
-        for nm, t in outs.items():
-            self.acts[nm][first] = t[0]
-        for i, t in rec.pool_idx.items():
-            self.pool_idx[i][first] = t[0]
-        for i, t in rec.lrn_in.items():
-            self.lrn_in[i][:, first] = t[:, 0]
-        whole = torch.tensor([[0, sh[1], 0, sh[2]] for sh in [o.in_shape for o in ops] + [ops[-1].out_shape]])
-        boxes.append(whole)  # the first image: whole maps up to the deepest recorded layer
-        box_image.append(first)
+        if first is not None:  # recorded on that image: whole maps up to the deepest recorded layer
+            for nm, t in outs.items():
+                self.acts[nm][first] = t[0]
+            for i, t in rec.pool_idx.items():
+                self.pool_idx[i][first] = t[0]
+            for i, t in rec.lrn_in.items():
+                self.lrn_in[i][:, first] = t[:, 0]
+            boxes.append(torch.tensor([[0, sh[1], 0, sh[2]] for sh in [o.in_shape for o in ops] + [ops[-1].out_shape]]))
+            box_image.append(first)
         ends_at = {e: nm for nm, e in self.ends.items()}
         profile = functools.lru_cache(maxsize=None)(lambda a, b, axis: _window_profile(ops, end, a, b, axis))
         for img in torch.unique(n).tolist():
