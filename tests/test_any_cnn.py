@@ -119,7 +119,9 @@ def test_project_units_fast_on_chains_autograd_elsewhere():
         ref = torch.cat([project(model, x[n[j]:n[j] + 1], layer, c[j:j + 1], [[int(y[j]), int(xx[j])]])
                          for j in range(3)])
         assert rel(p.full(), ref) < 1e-10
-        assert torch.equal(p.units["value"], a[n, c, y, xx].cpu())
+        # seeds: the units' activations; the fast engine's forward on receptive-field boxes may sum in another
+        # order than the whole forward (small windows), so equal to float rounding
+        assert rel(p.units["value"], a[n, c, y, xx].cpu()) < 1e-13
         assert (p.values.shape[-1] != 64) == (name == "alexnet")  # receptive-field frames from the fast engine
 
 

@@ -289,7 +289,7 @@ def _net(style):
 
 
 def test_inplace_reused_and_functional_relus_are_covered():
-    x = torch.randn(3, 3, 40, 40, dtype=DT)
+    x = torch.randn(3, 3, 40, 40, dtype=DT, generator=torch.Generator().manual_seed(11))
     base, (ch, ys, xs, _v) = project(_net("separate"), x, "c3", return_units=True)
     ref = explicit_deconvnet([_net("separate").c1, nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
                               _net("separate").c2, nn.ReLU(), _net("separate").c3], x,
@@ -314,7 +314,7 @@ def test_inplace_reused_and_functional_relus_are_covered():
 
 @pytest.mark.parametrize("style", ["leaky", "relu6", "scripted"])
 def test_other_rectifiers_are_refused(style):
-    x = torch.randn(1, 3, 40, 40, dtype=DT)
+    x = torch.randn(1, 3, 40, 40, dtype=DT, generator=torch.Generator().manual_seed(12))
     with pytest.raises(UnsupportedOpError):
         project(_net(style), x, "c3")
     with pytest.raises(UnsupportedOpError):
@@ -370,8 +370,12 @@ def test_fast_engine_refuses_non_chains_project_still_works():
     x = torch.randn(2, 3, 16, 16, dtype=DT)
     with pytest.raises(NotAChainError):
         Deconvnet(net, ["out"]).cache(x)
-    out = project(net, x, "out")
-    assert out.shape == x.shape and out.abs().sum() > 0
+    out, (ch, ys, xs, vals) = project(net, x, "out", return_units=True)
+    # Captum overrides the same two ReLUs (the skip path's gradient joins before the inner one's rule)
+    ref = _captum(net, x, "out", ch, ys, xs, vals)
+    assert ref.abs().max() > 0 and _rel(out, ref) < 1e-12
+    fallback = project_units(net, x, "out", [0, 1], ch, ys, xs)  # "auto" falls back to autograd here
+    assert _rel(fallback.full(), ref) < 1e-12
 
 
 def test_projection_frames_and_crops(models, images):
@@ -427,3 +431,58 @@ def test_fast_engine_pool_window_wider_than_its_map():
     fast = dn.project_units("4", n, ch, ys, xs).full()
     ref = project(net, x[n], "4", channels=ch, positions=list(zip(ys, xs)))
     assert _rel(fast, ref) < 1e-12 and ref.abs().amax() > 0
+
+
+def _exotic_net():
+    torch.manual_seed(8)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, (5, 3), stride=3, padding=(2, 1)),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.Conv2d(6, 8, 3, padding=2, dilation=2, groups=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2, 1, dilation=2, ceil_mode=True),
+        nn.Conv2d(8, 4, 1),
+    ).to(DT)
+
+
+class _NoEmptyBatch(nn.Sequential):
+    def forward(self, x):
+        if x.shape[0] == 0:
+            raise RuntimeError("empty batch")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("case", ["zfnet", "alexnet_lrn_gradient", "exotic", "exotic_no_empty_batch"])
+def test_forward_on_receptive_field_windows(models, images, case):
+    """cache(units=...) runs the forward only on each image's receptive-field boxes: projections (and seeds)
+    equal autograd's deconvnet on the whole images, for units at borders, corners and inside, several per
+    image, one image without units; a unit outside the boxes is refused. A model that cannot run the empty
+    batch the chain is recorded from is recorded from its first image's whole forward."""
+    lrn = "identity"
+    if case.startswith("exotic"):
+        model, layer = _exotic_net(), "6"
+        if case.endswith("no_empty_batch"):
+            model = _NoEmptyBatch(*model)
+        x = torch.randn(3, 3, 45, 38, dtype=DT, generator=torch.Generator().manual_seed(13))
+    else:
+        model, layer, x = models[case.split("_")[0]], "conv5" if case == "zfnet" else "conv3", images
+        lrn = "gradient" if "lrn" in case else "identity"
+    _, c, h, w = Deconvnet(model, [layer]).cache(x[:1]).acts[layer].shape
+    # image 0: two corners (its box is the whole map); image 2: a border unit and one inside; image 1: none
+    n = [0, 0, 2, 2]
+    ys = [0, h - 1, h // 2, h - 1]
+    xs = [0, w - 1, 0, w // 2]
+    ch = [1 % c, 2 % c, 3 % c, 0]
+    dn = Deconvnet(model, [layer], lrn=lrn).cache(x, units=(layer, n, ys, xs))
+    with torch.no_grad():
+        acts = Deconvnet(model, [layer]).cache(x).acts[layer]
+    got = dn.project_units(layer, n, ch, ys, xs)
+    assert _rel(got.units["value"], acts[n, ch, ys, xs]) < 1e-13
+    ref = project(model, x[n], layer, channels=ch, positions=list(zip(ys, xs)), lrn=lrn)
+    assert ref.abs().amax() > 0 and _rel(got.full(), ref) < 1e-12
+    assert _rel(project_units(model, x, layer, n, ch, ys, xs, lrn=lrn).full(), ref) < 1e-12
+    # image 2's box does not reach row 0 (h > 2 on every case here); image 1 was not run at all
+    for img, y in ((2, 0), (1, h // 2)):
+        with pytest.raises(ValueError, match="outside the windows"):
+            dn.project_units(layer, [img], [0], [y], [w // 2])

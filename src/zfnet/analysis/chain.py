@@ -32,7 +32,8 @@ class _Op:
     s: tuple[int, int] = (1, 1)
     p: tuple[int, int] = (0, 0)  # padding before the first row / column
     weight: torch.Tensor | None = None
-    dilation: tuple[int, int] = (1, 1)
+    bias: torch.Tensor | None = None  # conv only: what the forward adds (the windowed forward replays it)
+    dilation: tuple[int, int] = (1, 1)  # conv and pool
     groups: int = 1
     lrn: tuple[int, float, float, float] | None = None
     desc: str = ""
@@ -175,7 +176,9 @@ class ChainRecorder(TorchFunctionMode):
                 pad = ((keff[0] - 1) // 2, (keff[1] - 1) // 2)
             out = func(*args, **kwargs)
             self.ops.append(_Op("conv", (c_in, h_in, w_in), tuple(out.shape[1:]), k=keff, s=_pair(a["stride"]),
-                                p=_pair(pad), weight=w.detach(), dilation=d, groups=int(a["groups"]),
+                                p=_pair(pad), weight=w.detach(),
+                                bias=None if a["bias"] is None else a["bias"].detach(), dilation=d,
+                                groups=int(a["groups"]),
                                 desc=f"conv2d {tuple(w.shape)}"))
             self._advance(out)
             return out
@@ -198,7 +201,7 @@ class ChainRecorder(TorchFunctionMode):
             pad = _pair(a["padding"])
             self.pool_idx[i] = _switch_offsets(idx, w_in, st, pad, keff)
             self.ops.append(_Op("pool", (c_in, h_in, w_in), tuple(out.shape[1:]), k=keff, s=st,
-                                p=pad, desc=f"max_pool2d {ks}/{st}"))
+                                p=pad, dilation=d, desc=f"max_pool2d {ks}/{st}"))
             self._advance(out)
             return (out, idx) if a["return_indices"] else out
         if name in _DROPOUT_NAMES:

@@ -3,7 +3,8 @@
 For models whose path to the layer is a plain chain of ``conv2d / relu / max_pool2d / local_response_norm /
 dropout`` (every model in ``zfnet.models`` and torchvision's ``alexnet`` / ``vgg`` ``features``; the chain is
 recorded from the real forward by :mod:`zfnet.analysis.chain`). One forward per image caches the switches of
-every pool; a unit's projection is then computed only over its receptive field: at every level the signal
+every pool (or, given the units, the recorded chain replayed on their receptive-field boxes only:
+``cache(images, units=...)``); a unit's projection is then computed only over its receptive field: at every level the signal
 is kept in the window that can reach the unit (clipped to the feature map), the cached switch window is
 gathered, and the transposed convolution runs on that window. Units with the same window geometry (every
 interior unit of a layer) are batched across images into one backward. The arithmetic is the same sums as
@@ -22,15 +23,17 @@ bitwise those of the model's forward.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zfnet.analysis import _hooks
 from zfnet.analysis import deconv_ops as ops_
-from zfnet.analysis.chain import ChainRecorder, NotAChainError, _Op
+from zfnet.analysis.chain import ChainRecorder, NotAChainError, _lrn_factors, _Op, _switch_offsets
 from zfnet.analysis.projections import Projections
 from zfnet.analysis.rectifiers import RectifierGuard, check_lrn
 
@@ -65,11 +68,64 @@ def _axis_profile(ops: Sequence[_Op], end: int, pos: int, axis: int) -> _AxisPro
     return _AxisProfile(tuple(starts), tuple(lengths), tuple(off), vs, ve - vs)
 
 
+def _window_profile(ops: Sequence[_Op], end: int, a: int, b: int, axis: int):
+    """What the forward needs, along one axis, for the outputs [a, b) of op ``end - 1``: at every level
+    0..end the clipped window (start, length) and, per op, the padding before / after that window (the part
+    of the op's receptive field outside its input). Lists: starts, lengths (end + 1), pad_lo, pad_hi (end)."""
+    starts, lengths = [0] * (end + 1), [0] * (end + 1)
+    lo, hi = [0] * end, [0] * end
+    cs, ce = a, b
+    starts[end], lengths[end] = cs, ce - cs
+    for i in reversed(range(end)):
+        op = ops[i]
+        if op.kind in ("conv", "pool"):
+            k, s, p = op.k[axis], op.s[axis], op.p[axis]
+            n = op.in_shape[1 + axis]
+            ua, ub = cs * s - p, (ce - 1) * s - p + k
+            cs, ce = max(0, ua), min(n, ub)
+            lo[i], hi[i] = cs - ua, ub - ce
+        starts[i], lengths[i] = cs, ce - cs
+    return starts, lengths, lo, hi
+
+
+def _unit_boxes(ops: Sequence[_Op], end: int, ys: list[int], xs: list[int], profile,
+                most: int = 16) -> list[tuple[int, int, int, int]]:
+    """Boxes (top, bottom, left, right; exclusive) of outputs of op ``end - 1`` whose forwards cover the
+    units ``(ys[j], xs[j])`` of one image at few MACs: starting from one box per position, the pair whose
+    merging saves the most convolution MACs (receptive-field windows at every level, ``profile``:
+    :func:`_window_profile` memoized) is merged while that saves any; with more than ``most`` positions,
+    their bounding box (the pairwise search grows as the cube of the positions)."""
+    pos = sorted(set(zip(ys, xs)))
+    if len(pos) > most:
+        return [(min(ys), max(ys) + 1, min(xs), max(xs) + 1)]
+    convs = [(i, ops[i].out_shape[0] * ops[i].weight[0].numel()) for i in range(end) if ops[i].kind == "conv"]
+
+    def cost(b):
+        ly, lx = profile(b[0], b[1], 0)[1], profile(b[2], b[3], 1)[1]
+        return sum(ly[i + 1] * lx[i + 1] * m for i, m in convs)
+
+    boxes = [(y, y + 1, x, x + 1) for y, x in pos]
+    while len(boxes) > 1:
+        best = None
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                p, q = boxes[a], boxes[b]
+                m = (min(p[0], q[0]), max(p[1], q[1]), min(p[2], q[2]), max(p[3], q[3]))
+                saving = cost(p) + cost(q) - cost(m)
+                if best is None or saving > best[0]:
+                    best = (saving, a, b, m)
+        if best[0] < 0:
+            break
+        boxes = [bx for k, bx in enumerate(boxes) if k not in best[1:3]] + [best[3]]
+    return boxes
+
+
 class Deconvnet:
     """Fast deconvnet for many units: cached switches, receptive-field windows, units batched.
 
     >>> dn = Deconvnet(model, ["conv1", "conv5"])          # layers: module paths
     >>> dn.cache(images)                                    # one forward per image (switches, activations)
+    >>> dn.cache(images, units=("conv5", image_index, ys, xs))  # or only what these units need
     >>> p = dn.project_units("conv5", image_index, channels, ys, xs)   # Projections, RF frames
     >>> p.full()                                            # (U, 3, H, W), equal to project(...)
 
@@ -95,6 +151,11 @@ class Deconvnet:
         self.lrn_in: dict[int, torch.Tensor] = {}
         self.image_size: tuple[int, int] | None = None
         self._poly: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
+        # cache(units=...): the boxes the forward computed, as (image, box) pairs: ``_box_image`` (B,) and
+        # ``_boxes`` (B, levels, 4): top, bottom, left, right (exclusive) at every level of the chain; None:
+        # every position of every image was computed
+        self._boxes: torch.Tensor | None = None
+        self._box_image: torch.Tensor | None = None
         self._profiles: dict[tuple, _AxisProfile] = {}
 
     # -- forward ---------------------------------------------------------------------------------
@@ -149,11 +210,20 @@ class Deconvnet:
         return rec, outs, ends
 
     @torch.no_grad()
-    def cache(self, images: torch.Tensor, batch_size: int | None = None) -> "Deconvnet":
+    def cache(self, images: torch.Tensor, batch_size: int | None = None, units=None) -> "Deconvnet":
         """One forward per image: the switches of every pool and the activations of the layers.
 
         ``batch_size``: images per forward (None: 2 on the CPU, where small batches stay in the caches and
         run faster than large ones, else 32).
+
+        ``units``: ``(layer, image_index, ys, xs)`` (optional): compute only what these units' projections need.
+        The chain is recorded from a forward of an empty batch (or, for a model that cannot run one, of the
+        first image); every image with units is then run through the recorded chain on boxes only: its units' positions grouped into few boxes (:func:`_unit_boxes`), each
+        box's receptive-field window at every level (clipped to the map, zero / -inf padding where the
+        receptive field leaves it); images without units not at all. The same products and sums as the whole
+        forward; the convolution kernels may pick another summation order for small windows, so activations
+        agree with the whole forward's to float rounding (not always bitwise). Afterwards only units inside
+        those boxes can be projected (others raise).
         """
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images: expected a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
@@ -163,6 +233,9 @@ class Deconvnet:
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
         batch_size = int(batch_size)
+        if units is not None:
+            return self._cache_windows(images, units)
+        self._boxes = self._box_image = None
         pools: dict[int, list] = {}
         lrns: dict[int, list] = {}
         acts: dict[str, list] = {}
@@ -188,6 +261,10 @@ class Deconvnet:
         self.pool_idx = {i: torch.cat(v) for i, v in pools.items()}
         self.lrn_in = {i: torch.cat(v, dim=1) for i, v in lrns.items()}
         self.acts = {k: torch.cat(v) for k, v in acts.items()}
+        self._finish(images)
+        return self
+
+    def _finish(self, images: torch.Tensor) -> None:
         self.image_size = tuple(images.shape[-2:])
         self._profiles.clear()
         for name, end in self.ends.items():
@@ -195,7 +272,103 @@ class Deconvnet:
                 raise NotAChainError(f"layer {name!r} outputs the input itself (no op before it)")
             if self.acts[name].ndim != 4:
                 raise NotAChainError(f"layer {name!r} output is not a (N, C, H, W) map")
+
+    def _cache_windows(self, images: torch.Tensor, units) -> "Deconvnet":
+        """``cache(images, units=...)``: the recorded chain replayed on each image's receptive-field boxes."""
+        try:
+            layer, image_index, ys, xs = units
+        except (TypeError, ValueError):
+            raise ValueError("units: expected (layer, image_index, ys, xs)") from None
+        name = layer if isinstance(layer, str) else str(id(layer))
+        if name not in self.targets:
+            raise KeyError(f"units: layer {layer!r} was not given to this Deconvnet; layers: {list(self.targets)}")
+        n, yy, xx = (torch.as_tensor(v, dtype=torch.long).reshape(-1).cpu() for v in (image_index, ys, xs))
+        if not (len(n) == len(yy) == len(xx)) or len(n) == 0:
+            raise ValueError("units: expected image_index, ys, xs of equal, non-zero lengths")
+        if ((n < 0) | (n >= images.shape[0])).any():
+            raise ValueError(f"units: image_index must lie in [0, {images.shape[0]})")
+        dtype, device = _hooks.dtype_device(self.model)
+        first = int(n[0])
+        with _hooks.eval_mode(self.model):
+            x0 = images[first:first + 1].to(device=device, dtype=dtype)
+            which = _hooks.calls(self.model, x0, self.layers, self.call)
+            self._call = {nm: which[_hooks.path_of(self.model, l)] for nm, l in zip(self.targets, self.layers)}
+            try:  # the chain (shapes, weights) from an empty batch: no arithmetic
+                rec, outs, self.ends = self._record(x0[:0])
+                first = None
+            except Exception:  # a model that cannot run an empty batch: one image's whole forward
+                rec, outs, self.ends = self._record(x0)
+        self.ops = ops = rec.ops
+        end = self.ends[name]
+        _, h_n, w_n = ops[end - 1].out_shape
+        if ((yy < 0) | (yy >= h_n) | (xx < 0) | (xx >= w_n)).any():
+            raise ValueError(f"units: ys / xs outside the {h_n} x {w_n} map of layer {name!r}")
+        count = images.shape[0]
+        # whole-size buffers, filled inside each image's windows
+        self.acts = {nm: outs[nm].new_zeros((count, *outs[nm].shape[1:])) for nm in outs}
+        self.pool_idx = {i: t.new_zeros((count, *t.shape[1:])) for i, t in rec.pool_idx.items()}
+        self.lrn_in = {i: t.new_zeros((t.shape[0], count, *t.shape[2:])) for i, t in rec.lrn_in.items()}
+        depth = len(ops)
+        boxes, box_image = [], []
+        if first is not None:  # recorded on that image: whole maps up to the deepest recorded layer
+            for nm, t in outs.items():
+                self.acts[nm][first] = t[0]
+            for i, t in rec.pool_idx.items():
+                self.pool_idx[i][first] = t[0]
+            for i, t in rec.lrn_in.items():
+                self.lrn_in[i][:, first] = t[:, 0]
+            boxes.append(torch.tensor([[0, sh[1], 0, sh[2]] for sh in [o.in_shape for o in ops] + [ops[-1].out_shape]]))
+            box_image.append(first)
+        ends_at = {e: nm for nm, e in self.ends.items()}
+        profile = functools.lru_cache(maxsize=None)(lambda a, b, axis: _window_profile(ops, end, a, b, axis))
+        for img in torch.unique(n).tolist():
+            if img == first:
+                continue
+            sel = n == img
+            for y0, y1, x0, x1 in _unit_boxes(ops, end, yy[sel].tolist(), xx[sel].tolist(), profile):
+                py, px = profile(y0, y1, 0), profile(x0, x1, 1)
+                box = torch.zeros((depth + 1, 4), dtype=torch.long)
+                for lvl in range(end + 1):
+                    box[lvl] = torch.tensor([py[0][lvl], py[0][lvl] + py[1][lvl], px[0][lvl], px[0][lvl] + px[1][lvl]])
+                boxes.append(box)
+                box_image.append(img)
+                x = images[img:img + 1, :, py[0][0]:py[0][0] + py[1][0], px[0][0]:px[0][0] + px[1][0]]
+                self._replay(x.to(device=device, dtype=dtype), img, py, px, end, ends_at)
+        self._boxes, self._box_image = torch.stack(boxes), torch.tensor(box_image)
+        self._finish(images)
         return self
+
+    def _replay(self, h: torch.Tensor, img: int, py, px, end: int, ends_at: dict[int, str]) -> None:
+        """The recorded chain's forward on one image's windows (``py`` / ``px``: :func:`_window_profile`)."""
+        for i in range(end):
+            op = self.ops[i]
+            pads = (px[2][i], px[3][i], py[2][i], py[3][i])
+            if op.kind == "conv":
+                h = F.conv2d(F.pad(h, pads) if any(pads) else h, op.weight, op.bias, op.s, 0, op.dilation, op.groups)
+            elif op.kind == "relu":
+                h = F.relu(h)
+            elif op.kind == "lrn":
+                size, alpha, beta, k = op.lrn
+                if i in self.lrn_in:
+                    fac = _lrn_factors(h, size, alpha, beta, k)
+                    self.lrn_in[i][:, img, py[0][i]:py[0][i] + py[1][i], px[0][i]:px[0][i] + px[1][i]] = fac[:, 0]
+                h = F.local_response_norm(h, size, alpha, beta, k)
+            elif op.kind == "pool":
+                hp = F.pad(h, pads, value=float("-inf")) if any(pads) else h
+                cpu = hp.device.type == "cpu"
+                if cpu:  # as the recorder: channels-last on the CPU, the same maxima and switches
+                    hp = hp.contiguous(memory_format=torch.channels_last)
+                ks = tuple((k - 1) // d + 1 for k, d in zip(op.k, op.dilation))
+                h, idx = F.max_pool2d_with_indices(hp, ks, op.s, 0, op.dilation)
+                if cpu:
+                    h = h.contiguous()
+                r0, c0 = py[0][i + 1], px[0][i + 1]
+                self.pool_idx[i][img, r0:r0 + h.shape[2], c0:c0 + h.shape[3]] = \
+                    _switch_offsets(idx, hp.shape[-1], op.s, (0, 0), op.k)[0]
+            if i + 1 in ends_at:
+                nm = ends_at[i + 1]
+                r0, c0 = py[0][i + 1], px[0][i + 1]
+                self.acts[nm][img, :, r0:r0 + h.shape[2], c0:c0 + h.shape[3]] = h[0]
 
     # -- geometry --------------------------------------------------------------------------------
     def _profile(self, end: int, pos: int, axis: int) -> _AxisProfile:
@@ -288,6 +461,16 @@ class Deconvnet:
                             ("xs", xx, w_n)):
             if len(t) and ((t < 0) | (t >= hi)).any():
                 raise ValueError(f"{what}: expected values in [0, {hi}) for layer {name!r}")
+        if self._boxes is not None and len(n):
+            box = self._boxes[:, end]  # (B, 4): top, bottom, left, right of what cache(units=...) computed
+            inside = ((n[:, None] == self._box_image[None]) & (yy[:, None] >= box[:, 0]) & (yy[:, None] < box[:, 1])
+                      & (xx[:, None] >= box[:, 2]) & (xx[:, None] < box[:, 3]))
+            out = ~inside.any(1)
+            if out.any():
+                j = int(out.nonzero()[0, 0])
+                raise ValueError(
+                    f"unit (image {int(n[j])}, y {int(yy[j])}, x {int(xx[j])}) of layer {name!r} lies outside the "
+                    "windows computed by cache(images, units=...); cache it with those units, or without units")
         if values is None:
             vals_all = acts[n.to(dev), ch.to(dev), yy.to(dev), xx.to(dev)]
         else:

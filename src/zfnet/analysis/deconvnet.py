@@ -73,8 +73,9 @@ def project_units(
     """Deconvnet projections of the units ``(image_index[j], channels[j], ys[j], xs[j])`` of ``layer``, in order.
 
     ``method``: "fast" (:class:`Deconvnet`, receptive-field frames; the model must be a plain chain up to the
-    layer), "autograd" (:func:`project` in batches of ``batch_size``; full-image frames) or "auto" (fast
-    when the chain allows it). Each unit is seeded with its own activation. A single value (e.g. one channel)
+    layer; on the CPU its forward runs only on the units' receptive fields, ``Deconvnet.cache(units=...)``),
+    "autograd" (:func:`project` in batches of ``batch_size``; full-image frames) or "auto" (fast when the chain
+    allows it). Each unit is seeded with its own activation. A single value (e.g. one channel)
     applies to every unit.
     """
     if method not in ("auto", "fast", "autograd"):
@@ -87,7 +88,11 @@ def project_units(
     if method != "autograd":
         uniq, inv = torch.unique(n, return_inverse=True)
         try:
-            dn = Deconvnet(model, [layer], lrn=lrn, call=call).cache(images[uniq])
+            # on the CPU the forward runs only where these units' receptive fields reach (fewer MACs); an
+            # accelerator runs whole batches faster than many small windows
+            dn = Deconvnet(model, [layer], lrn=lrn, call=call)
+            on_cpu = next(iter(model.parameters()), images).device.type == "cpu"
+            dn.cache(images[uniq], units=(layer, inv, y, x) if on_cpu else None)
             p = dn.project_units(layer, inv, c, y, x)
             p.units["image_index"] = n.clone()
             return p
