@@ -11,6 +11,13 @@ Python's default for SIGTERM is to die on the spot, leaving all of that undone. 
 the first is being handled gets the default action (immediate death), so a stuck cleanup never makes a
 process unkillable.
 
+A signal is never lost and never leaves a lock held at a fork: Python runs at-fork hooks (``logging``
+takes its module lock before a fork and releases it after) where an exception cannot propagate, so a
+``Terminated`` raised inside one would be dropped ("Exception ignored") and leave the lock held: the stage
+would run on and then hang for good (seen: a DataLoader forking its workers when SIGTERM came). So the
+signals are blocked from just before a fork until the other hooks have run, and a ``Terminated`` that
+Python still drops (raised in a ``__del__`` or a later hook) is delivered again 50 ms later, in ordinary code.
+
 ``die_with_parent()``: called first thing in a worker process, the worker is killed (SIGKILL) when its
 parent dies, however it dies (SIGKILL, OOM killer, segfault), through Linux's
 ``prctl(PR_SET_PDEATHSIG)``; elsewhere (and as a fallback) a daemon thread notices that the parent is
@@ -23,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import sys
@@ -54,6 +62,56 @@ def _raise_terminated(signum, _frame):
     raise Terminated(signum)
 
 
+_GUARDED = False  # the fork guard and the unraisable hook are set up once per process
+
+
+def _redeliver(unraisable, previous_hook=sys.unraisablehook) -> None:
+    """``sys.unraisablehook``: a ``Terminated`` that Python had to drop is sent again shortly."""
+    exc = unraisable.exc_value
+    if not isinstance(exc, Terminated):
+        previous_hook(unraisable)
+        return
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread (its handler stays as it is)
+        signal.signal(exc.signum, _raise_terminated)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), exc.signum))
+    timer.daemon = True
+    timer.start()
+
+
+def _guard(signals: Sequence[int]) -> None:
+    """Block ``signals`` across every fork and redeliver a dropped ``Terminated``; once per process."""
+    global _GUARDED
+    if _GUARDED:
+        return
+    _GUARDED = True
+    sys.unraisablehook = functools.partial(_redeliver, previous_hook=sys.unraisablehook)
+    # C calls, not Python functions: no signal handler runs inside them (registered after the libraries'
+    # own hooks: ours block first before a fork and unblock last after it)
+    masks = _libc_sigmask(signals)
+    if masks is not None and hasattr(os, "register_at_fork"):
+        block, unblock = masks
+        os.register_at_fork(before=block, after_in_parent=unblock, after_in_child=unblock)
+
+
+def _libc_sigmask(signals: Sequence[int]):
+    """(block, unblock): libc's ``pthread_sigmask`` for ``signals`` as ctypes calls, or None. Not Python's
+    ``signal.pthread_sigmask``, which runs a pending handler before it returns (inside the at-fork hook,
+    where its exception is dropped); after a ctypes call the handler runs in the code that forked."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        sigset = ctypes.create_string_buffer(1024)  # larger than any sigset_t (glibc: 128 bytes)
+        libc.sigemptyset(sigset)
+        for sig in signals:
+            libc.sigaddset(sigset, int(sig))
+        call = libc.pthread_sigmask
+    except (OSError, AttributeError):
+        return None
+    block = functools.partial(call, int(signal.SIG_BLOCK), sigset, None)
+    unblock = functools.partial(call, int(signal.SIG_UNBLOCK), sigset, None)
+    block.sigset = unblock.sigset = sigset  # kept alive with the hooks
+    return block, unblock
+
+
 def install(signals: Sequence[int] = SIGNALS) -> dict[int, object]:
     """Make ``signals`` raise ``Terminated`` in the main thread; returns the previous handlers. A signal
     that is ignored (``SIG_IGN``: ``nohup``'s SIGHUP) stays ignored.
@@ -61,6 +119,7 @@ def install(signals: Sequence[int] = SIGNALS) -> dict[int, object]:
     Does nothing (returns {}) outside the main thread, where Python cannot set signal handlers."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+    _guard(signals)
     previous = {}
     for sig in signals:
         if signal.getsignal(sig) == signal.SIG_IGN:
