@@ -130,3 +130,17 @@ def tiny_pipeline(tmp_path_factory) -> PipelineRun:
     second = sh(["dvc", "repro"], work, env)
     status = sh(["dvc", "status"], work, env)
     return PipelineRun(work, env, first, second, status)
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_state():
+    """Torch's process-wide settings as each test found them: a test that trains in-process (Lightning's
+    ``deterministic=True`` sets ``torch.use_deterministic_algorithms``, the train stage sets the thread
+    count) must not change what later tests run with (max_unpool2d, for one, refuses deterministic mode)."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
