@@ -15,7 +15,7 @@ from zfnet.ablation import selected_variant, variant_config
 from zfnet.data.prepare import prepare
 from zfnet.models import build
 
-PAPER_ROWS = 12  # Table 3 of paper.md
+PAPER_ROWS = 12  # Table 3 of docs/paper.md
 
 
 def test_config_holds_every_row_of_table3(_tiny_cfg_session):

@@ -1,4 +1,4 @@
-"""zfnet.models: architectures against the paper's arithmetic (paper.md, Fig. 3 / Table 3), torchvision's
+"""zfnet.models: architectures against the paper's arithmetic (docs/paper.md, Fig. 3 / Table 3), torchvision's
 AlexNet, and Krizhevsky's LRN formula written out in numpy."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from zfnet.models import build, feature_shapes, names
 
 SMALL = 0.125  # width for tests that only need the topology
 
-# paper.md, "Network (Fig. 3)": per-layer parameter counts at C = 1000
+# docs/paper.md, "Network (Fig. 3)": per-layer parameter counts at C = 1000
 ZF_PARAMS = {
     "conv1": 14_208,
     "conv2": 614_656,

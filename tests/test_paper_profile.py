@@ -3,7 +3,7 @@
 - ``profile=paper`` composed into params.yaml and dvc.yaml resolved under it (DVC's own stage loading): no
   stage's command, dependency or output lies under the demo generator's folder (``data/demo``), except the
   demo_data stage's own output, where it then writes only a note;
-- the paper profile agrees with the paper's setting (``zfnet.paper.SETTING``, from paper.md §3), and a run of it
+- the paper profile agrees with the paper's setting (``zfnet.paper.SETTING``, from docs/paper.md §3), and a run of it
   on a full ImageNet has no departure; a reduced run lists each departure (epochs, classes, images, width, rows).
 """
 

@@ -51,7 +51,7 @@ def test_table1_reads_as_the_papers_layout():
     shown = display_frame(raw, "table1_correspondence")
     assert list(shown.columns) == ["occluded part", "Δ layer 5 (ours)", "Δ layer 5 (paper)", "Δ layer 7 (ours)",
                                    "Δ layer 7 (paper)", "random draws", "square (px)"]
-    assert shown.iloc[0].tolist()[:3] == ["Right eye", "0.468 ± 0.040", "0.067 ± 0.007"]  # paper.md Table 1
+    assert shown.iloc[0].tolist()[:3] == ["Right eye", "0.468 ± 0.040", "0.067 ± 0.007"]  # docs/paper.md Table 1
 
 
 # --- 3. provenance: dirty only for source changes ---------------------------------------------------------

@@ -24,12 +24,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from zfnet.io import write_text
+from zfnet.paper import TABLE2, TABLE7_SIZES
 
-# Table 2 (paper.md): ImageNet 2012 val error (%) of one convnet
-PAPER_TABLE2 = {
-    "zfnet": {"model": "1 convnet as per Fig. 3", "val_top1": 38.4, "val_top5": 16.5},
-    "alexnet": {"model": "Replication of Krizhevsky, 1 convnet", "val_top1": 40.5, "val_top5": 18.1},
-}
 TABLE_TITLES = {"table1_correspondence": "Table 1: correspondence", "table2_imagenet": "Table 2: ImageNet 2012 classification error",
                 "table3_ablation": "Table 3: architecture ablations", "table4_caltech101": "Table 4: Caltech-101",
                 "table5_caltech256": "Table 5: Caltech-256", "table6_voc2012": "Table 6: PASCAL VOC 2012",
@@ -37,8 +33,6 @@ TABLE_TITLES = {"table1_correspondence": "Table 1: correspondence", "table2_imag
                 "dissection": "Network dissection: detectors per layer",
                 "dissection_top_units": "Network dissection: each layer's top units",
                 "finetune": "Fine-tuning (Dogs vs. Cats) beside Fig. 9's pretrained − scratch gap"}
-# Table 7 (paper.md §5.2): the paper's training images per class
-PAPER_TABLE7_SIZES = {"caltech101": 30, "caltech256": 60}
 # readable headers for columns a table's CSV keeps machine-readable
 COLUMN_LABELS = {"table1_correspondence": {"occlusion": "occluded part", "size": "square (px)", "repeats": "random draws"}}
 VERDICTS = {"holds": "holds", "does not hold": "fails", "not measurable": "unmeasurable"}  # verdict -> CSS class
@@ -55,7 +49,7 @@ FIGURE_GROUPS = {
     "evolution": ("Fig. 4: feature evolution during training",
                   "The strongest activation of a few maps per layer, projected, at each saved epoch."),
     "synthesis": ("Network-centric synthesis: class models, Fig. 2's maps, inversions",
-                  "Images synthesized from the network alone (not from the paper; the survey's §4.1.1). Class "
+                  "Images synthesized from the network alone (not from the paper; Hadji & Wildes' survey of ConvNet understanding, §4.1.1). Class "
                   "models: the image that maximizes each class's pre-softmax score from noise (Simonyan et al.). "
                   "Per layer, each map of Fig. 2 in one row: its top activations projected and their image "
                   "patches (dataset-centric), then the image synthesized to maximize its mean activation "
@@ -174,7 +168,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def table2(metrics: dict, model_name: str) -> pd.DataFrame:
-    paper = PAPER_TABLE2.get(model_name, {})
+    paper = TABLE2.get(model_name, {})
     return pd.DataFrame([
         {"model": f"ours: {model_name} (this run's data)", "val top-1 (%)": round(100 * metrics["val_top1_error"], 1),
          "val top-5 (%)": round(100 * metrics["val_top5_error"], 1),
@@ -397,10 +391,10 @@ def table_note(stem: str, cfg) -> str:
     """What a reader must know to compare a table with the paper's (e.g. Table 7's training sizes)."""
     t = cfg.get("transfer")
     if stem == "table7_layers" and t is not None and t.get("table7") is not None:
-        ours = {name: int(t.table7[name]) for name in PAPER_TABLE7_SIZES if t.table7.get(name) is not None}
+        ours = {name: int(t.table7[name]) for name in TABLE7_SIZES if t.table7.get(name) is not None}
         text = "Training images per class: ours " + ", ".join(f"{n} ({name})" for name, n in ours.items()) + \
-            "; the paper's " + ", ".join(f"{n} ({name})" for name, n in PAPER_TABLE7_SIZES.items()) + "."
-        if any(ours.get(k) != v for k, v in PAPER_TABLE7_SIZES.items()):
+            "; the paper's " + ", ".join(f"{n} ({name})" for name, n in TABLE7_SIZES.items()) + "."
+        if any(ours.get(k) != v for k, v in TABLE7_SIZES.items()):
             text += " The sizes differ: accuracies at other training sizes are not directly comparable."
         return f'<p class="note">{html.escape(text)}</p>'
     return ""

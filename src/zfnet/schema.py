@@ -37,6 +37,8 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Un
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+from zfnet.paper import REMOVABLE
+
 
 class ConfigError(ValueError):
     """A config value of the wrong type or outside its range; ``problems``: one line per key."""
@@ -104,7 +106,7 @@ DEVICES = Check("an int >= 1, -1 (all), 'auto', or a list of device indices >= 0
                 alone=True)
 LIMIT_BATCHES = Check("an int >= 1 (batches) or a float in (0, 1] (a fraction of the epoch)",
                       lambda v: (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1), alone=True)
-LAYERS_REMOVABLE = ("conv3", "conv4", "fc6", "fc7")  # zfnet.models.zfnet.REMOVABLE
+LAYERS_REMOVABLE = REMOVABLE
 UNIT_INTERVAL_OPEN = between(0, 1, lo_open=False, hi_open=True)
 
 

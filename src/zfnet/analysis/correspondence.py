@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from zfnet.analysis import _hooks
+from zfnet.paper import TABLE1
 
 
 __all__ = [
@@ -53,12 +54,7 @@ __all__ = [
 ]
 
 #: Table 1 of the paper: occlusion -> layer -> (mean, std)
-PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
-    "Right eye": {"layer5": (0.067, 0.007), "layer7": (0.069, 0.015)},
-    "Left eye": {"layer5": (0.069, 0.007), "layer7": (0.068, 0.013)},
-    "Nose": {"layer5": (0.079, 0.017), "layer7": (0.069, 0.011)},
-    "Random": {"layer5": (0.107, 0.017), "layer7": (0.073, 0.014)},
-}
+PAPER_TABLE1 = TABLE1
 
 
 # --------------------------------------------------------------------------------------- Delta

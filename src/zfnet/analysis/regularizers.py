@@ -1,4 +1,5 @@
-"""Image priors of network-centric synthesis (survey §4.1.1), per image of a batch.
+"""Image priors of network-centric synthesis (the survey: Hadji & Wildes,
+"What Do We Understand About Convolutional Networks?", arXiv:1803.08834, §4.1.1), per image of a batch.
 
 Every regularizer returns one value per image, ``(B,)``, so a batch of independent images is a sum of
 independent problems. Values are taken on the image divided by ``scale`` (the mean-subtracted input's

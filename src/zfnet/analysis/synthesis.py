@@ -1,4 +1,5 @@
-"""Network-centric visualization (survey §4.1.1): images synthesized from the network alone, batched.
+"""Network-centric visualization (the survey: Hadji & Wildes,
+"What Do We Understand About Convolutional Networks?", arXiv:1803.08834, §4.1.1): images synthesized from the network alone, batched.
 
 * :func:`maximize`: activation maximization of a batch of objectives, one image each, optimized together:
   a class logit (the pre-softmax score, Simonyan et al. 2014: ``arg max_I S_c(I) - λ‖I‖²`` from noise), a

@@ -23,10 +23,11 @@ import torch
 from zfnet.claims import statistics as st
 from zfnet.claims import verdicts as vd
 from zfnet.claims.verdicts import Claim
+from zfnet.paper import FEATURE_LAYERS
 
 __all__ = ["COLUMNS", "at_chance", "control_curves", "evaluate", "layer_weights", "metrics", "table", "top9_similarity"]
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+LAYERS = FEATURE_LAYERS
 
 
 def _csv(path: str | Path) -> pd.DataFrame | None:

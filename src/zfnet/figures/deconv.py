@@ -20,11 +20,12 @@ from zfnet.analysis.filters import first_conv
 from zfnet.analysis.topk import TopK, choose_maps, pick, top_activations
 from zfnet.figures.evolution import save_evolution
 from zfnet.figures.filters import filter_grid
+from zfnet.paper import CONV_LAYERS
 from zfnet.figures.tiles import _grid, _image_rgb, _proj_rgb, _safe, _tile, compose_table, save_json, save_png
 
 __all__ = ["DEFAULT_LAYERS", "export", "fig2", "fig6"]
 
-DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+DEFAULT_LAYERS = CONV_LAYERS
 
 
 # ---------------------------------------------------------------------------------------------- Fig. 2

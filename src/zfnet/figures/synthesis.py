@@ -23,6 +23,7 @@ from torch import nn
 
 from zfnet.analysis import _hooks
 from zfnet.analysis.synthesis import Synthesis, channel, invert, logit, maximize
+from zfnet.paper import CONV_LAYERS
 from zfnet.figures.tiles import _image_rgb, _tile, compose_table, save_json, save_png
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def _export(model, images, out, c, maps_by_layer, class_names, mean, fig2_rows, 
     size = tuple(images.shape[-2:])
     per_layer = int(c["maps_per_layer"])
     if maps_by_layer is None:
-        layers = list(c["layers"] or [n for n in ("conv1", "conv2", "conv3", "conv4", "conv5") if _has(model, n)])
+        layers = list(c["layers"] or [n for n in CONV_LAYERS if _has(model, n)])
         maps_by_layer = {l: list(range(per_layer)) for l in layers}
     elif c["layers"]:
         missing = [l for l in c["layers"] if l not in maps_by_layer]

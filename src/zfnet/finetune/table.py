@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from zfnet.transfer.paper import TABLE5
+from zfnet.paper import TABLE5
 
 __all__ = ["PAPER_GAP", "collect", "finetune_table"]
 

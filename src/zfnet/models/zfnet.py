@@ -33,7 +33,7 @@ block        children (in forward order)
 
 Architectures
 -------------
-``zfnet`` (Fig. 3, paper.md): conv1 7x7/2 pad 1 (96), ReLU, maxpool 3x3/2 ceil, LRN; conv2 5x5/2 pad 0
+``zfnet`` (Fig. 3, docs/paper.md): conv1 7x7/2 pad 1 (96), ReLU, maxpool 3x3/2 ceil, LRN; conv2 5x5/2 pad 0
 (256), ReLU, pool, LRN; conv3, conv4 3x3/1 pad 1 (384); conv5 3x3/1 pad 1 (256), ReLU, pool; fc6 4096,
 fc7 4096, fc8 C. Sizes at 224: 110 -> 55, 26 -> 13, 13, 13, 13 -> 6; 62,357,608 parameters at C = 1000.
 Fig. 3 draws contrast normalisation *after* pooling, so that is where ``norm`` sits.
@@ -83,6 +83,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from zfnet.paper import CONV_LAYERS, LAYERS, REMOVABLE
+
 __all__ = [
     "DEFAULTS",
     "DEFAULT_LRN",
@@ -93,9 +95,6 @@ __all__ = [
     "names",
 ]
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-CONV_LAYERS = LAYERS[:5]
-REMOVABLE = ("conv3", "conv4", "fc6", "fc7")
 DEFAULT_LRN = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
 DEFAULTS: dict[str, Any] = {
     "width": 1.0,

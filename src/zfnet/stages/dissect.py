@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from zfnet.paper import CONV_LAYERS
 from zfnet.schema import validate
 from zfnet.tracking import start_run
 
@@ -26,7 +27,6 @@ def _model(c):
     return build_model(c, 1000)
 
 
-DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # zfnet.figures.deconv's: the paper's layers
 
 
 def _mean(c):
@@ -62,7 +62,7 @@ def run(cfg: DictConfig) -> dict:
                                 "index.csv, category.csv, label.csv, c_<category>.csv, images/)")
     mean = _mean(c)
     model, arch = _model(c)
-    layers = [str(l) for l in (c.layers or DEFAULT_LAYERS)]
+    layers = [str(l) for l in (c.layers or CONV_LAYERS)]
     probe = read_broden(probe_dir, categories=list(c.categories) if c.categories else None)
     if c.max_images:
         probe.rows = probe.rows[: int(c.max_images)]

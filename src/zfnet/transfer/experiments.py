@@ -17,7 +17,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from zfnet.data.image_files import ImageFiles
-from zfnet.transfer import classifiers, datasets, nonpretrained, paper
+from zfnet import paper
+from zfnet.transfer import classifiers, datasets, nonpretrained
 from zfnet.transfer.features import cached_features
 from zfnet.transfer.protocols import folds, mean_per_class_accuracy, mean_std, voc_ap
 

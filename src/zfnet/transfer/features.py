@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from zfnet.analysis import _hooks
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import BadImage, center_crop
+from zfnet.paper import FEATURE_LAYERS
 from zfnet.parallel import process_map, readable
 from zfnet.progress import bar
 
@@ -40,7 +41,7 @@ __all__ = ["LAYERS", "load_images", "image_chunks", "extract", "cached_features"
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+LAYERS = FEATURE_LAYERS  # the features a transfer reads
 
 
 def _decode(args: tuple[str, int]) -> np.ndarray | str:
