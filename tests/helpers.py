@@ -1,10 +1,25 @@
-"""Shared test helpers (imported by tests as ``from helpers import ...``; tests never import each other)."""
+"""Shared test helpers (imported by tests as ``from helpers import ...``; tests never import each other, and
+never import ``conftest``, which holds fixtures only): repo paths, running commands, the tiny pipeline's repo,
+reading an offline W&B run, small models and images."""
 
 from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
 from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -83,3 +98,108 @@ def figure_index(figures_dir) -> dict[str, list[str]]:
         assert not set(groups) & set(merged), f"{path}: a group another part lists"
         merged.update(groups)
     return merged
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a command the tests then signal: SIGINT and SIGHUP at their defaults, as a command
+    started from a terminal has them (a shell without job control, `cmd &` or nohup, starts its children
+    with them ignored, and an ignored disposition is inherited through exec and rightly kept by the stages)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def sh(args, cwd, env, timeout=None):
+    # a hang guard, not a speed target: 25 minutes (the tiny pipeline takes about 6 on 2 idle cores);
+    # ZFNET_TEST_SH_TIMEOUT raises it on a loaded machine
+    timeout = timeout or float(os.environ.get("ZFNET_TEST_SH_TIMEOUT", 1500))
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    work: Path  # the temporary git repo the pipeline ran in
+    env: dict  # the environment it ran with (W&B offline, runs under work/wandb)
+    first: str  # output of the first `dvc repro`
+    second: str  # output of the second (nothing to do)
+    status: str  # output of `dvc status` afterwards
+
+
+def pipeline_env(work: Path, **extra) -> dict:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "WANDB_MODE": "offline", "WANDB_DIR": str(work), "DVC_NO_ANALYTICS": "1",
+           "WANDB_DATA_DIR": str(work / "wandb-data"), **extra}  # offline artifacts' files stay in work, not ~
+    env.pop("WANDB_SILENT", None)
+    return env
+
+
+def tiny_repo(work: Path) -> dict:
+    """A git repo at ``work``: the tracked files as they are in the working tree (untracked files may be
+    outputs of a local run), params.yaml composed for the tiny profile, one commit. Returns its environment."""
+    files = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    env = pipeline_env(work)
+    sh([sys.executable, "-m", "zfnet.config", "--out", str(work / "params.yaml"), "profile=tiny"], work, env)
+    sh(["git", "init", "-q"], work, env)
+    sh(["git", "add", "-A"], work, env)
+    # a fixed date: two copies of the same files are the same commit (the report shows its revision)
+    dated = {**env, "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], work, dated)
+    return env
+
+
+# --- reading an offline run's transaction log (LevelDB-log framed protobuf ``Record``s of the SDK's schema)---------------------------------------------------
+_BLOCK = 32768
+_HEADER = struct.Struct("<IHB")  # crc32, length, chunk type
+_FILE_HEADER = struct.Struct("<4sHB")  # b":W&B", magic 0xBEE1, version
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def read_records(path: str | Path) -> Iterator[Any]:
+    """Yield ``wandb_internal_pb2.Record`` messages from a ``.wandb`` transaction log."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    ident, magic, _version = _FILE_HEADER.unpack_from(data, 0)
+    if ident != b":W&B" or magic != 0xBEE1:
+        raise ValueError(f"{path}: not a W&B transaction log (header {ident!r} {magic:#x})")
+    pos, pending = _FILE_HEADER.size, b""
+    while pos + _HEADER.size <= len(data):
+        left_in_block = _BLOCK - pos % _BLOCK
+        if left_in_block < _HEADER.size:  # block trailer padding
+            pos += left_in_block
+            continue
+        crc, length, kind = _HEADER.unpack_from(data, pos)
+        if length == 0 and kind == 0:  # zero padding at the end of a block
+            pos += left_in_block
+            continue
+        chunk = data[pos + _HEADER.size : pos + _HEADER.size + length]
+        if len(chunk) < length:
+            break  # a run still being written
+        pos += _HEADER.size + length
+        if kind in (_FULL, _FIRST):
+            pending = chunk
+        else:
+            pending += chunk
+        if kind in (_FULL, _LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def offline_records(log: Path, timeout: float = 60.0) -> list:
+    """The records of an offline run's transaction log once the SDK has written all of it (its ``exit``
+    record): ``run.finish()`` can return while W&B's service process is still flushing the file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(read_records(log))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 from test_prepare import make_imagenet, settings
 from zfnet.ablation import selected_variant, variant_config
 from zfnet.data.prepare import prepare

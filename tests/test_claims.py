@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import REPO
+from helpers import REPO
 from zfnet.claims import FAILS, HOLDS, NA
 from zfnet.claims.verdicts import CHECK, FINDING
 from zfnet.claims import statistics as st

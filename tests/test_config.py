@@ -12,7 +12,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import REPO
+from helpers import REPO
 from zfnet.config import compose_params
 
 

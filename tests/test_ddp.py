@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from test_prepare import make_imagenet, settings
 from zfnet.data.prepare import prepare
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import offline_records
+from helpers import offline_records
 from zfnet.data.demo import broden as demo_broden
 from zfnet.data.demo.config import DEFAULTS, _config
 from zfnet.models import build

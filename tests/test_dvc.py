@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from zfnet.closure import PACKAGE_DIR, import_closure
 
 SRC = PACKAGE_DIR.relative_to(PACKAGE_DIR.parents[1])  # src/zfnet

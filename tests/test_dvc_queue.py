@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import pipeline_env, sh
+from helpers import pipeline_env, sh
 
 pytestmark = pytest.mark.slow
 ROWS = {"q-zfnet": "zfnet", "q-alexnet-no-3-4": "alexnet_no_3_4"}

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import REPO
+from helpers import REPO
 from zfnet import paper
 from zfnet.config import compose_params
 from zfnet.reduced_run import datasets, departures

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import offline_records, pipeline_env, sh
+from helpers import offline_records, pipeline_env, sh
 from helpers import figure_index
-from zfnet.tracking import read_records
+from helpers import read_records
 from zfnet.transfer.datasets import VOC_CLASSES
 
 pytestmark = pytest.mark.slow

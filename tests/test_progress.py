@@ -19,7 +19,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import REPO
+from helpers import REPO
 from test_prepare import make_imagenet
 
 import zfnet.parallel as parallel

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from browser import check_report
-from conftest import offline_records
+from helpers import offline_records
 from helpers import figure_index
 from zfnet.stages.report import run as report_stage
 

@@ -16,7 +16,7 @@ import typing
 import pytest
 from omegaconf import MISSING, OmegaConf
 
-from conftest import REPO
+from helpers import REPO
 from zfnet.config import compose_params
 from zfnet.schema import PRECISIONS, Config, ConfigError, validate
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import as_from_a_terminal, sh, tiny_repo
+from helpers import as_from_a_terminal, sh, tiny_repo
 
 pytestmark = pytest.mark.slow
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]

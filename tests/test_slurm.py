@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from slurm_cluster import SlurmCluster
 from test_prepare import make_imagenet, settings
 from zfnet.data.prepare import prepare

@@ -13,7 +13,7 @@ import torch
 from helpers import photo_folder, user_model_config
 from PIL import Image
 
-from conftest import offline_records
+from helpers import offline_records
 from test_prepare import make_imagenet, settings
 from zfnet.data.prepare import prepare
 from zfnet.models import build

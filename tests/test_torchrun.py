@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from test_prepare import make_imagenet, settings
 from zfnet.data.prepare import prepare
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from conftest import offline_records
+from helpers import offline_records
 from zfnet import tracking
 from zfnet.tracking import start_run
 

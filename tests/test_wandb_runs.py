@@ -19,7 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import REPO, offline_records
+from helpers import REPO, offline_records
 from zfnet import tracking
 from zfnet.tracking import start_run
 

@@ -13,8 +13,6 @@ Artifacts with lineage: the prepare stage logs the mean image (``mean_image_arti
 run uses it, and with ``wandb.log_checkpoints`` logs its weights; offline runs record both, and
 ``wandb sync`` replays them with their lineage.
 
-``read_records`` reads the transaction log an offline run writes (``run-<id>.wandb``): LevelDB-log framed
-protobuf ``Record`` messages of the SDK's own schema, so tests can assert what was logged.
 """
 
 from __future__ import annotations
@@ -24,9 +22,8 @@ import logging
 import math
 import os
 import re
-import struct
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -388,43 +385,3 @@ def _sync_dir(run: Any) -> str | None:
         return str(run.settings.sync_dir)
     except Exception:
         return None
-
-
-# --- reading an offline run's transaction log -------------------------------------------------------
-_BLOCK = 32768
-_HEADER = struct.Struct("<IHB")  # crc32, length, chunk type
-_FILE_HEADER = struct.Struct("<4sHB")  # b":W&B", magic 0xBEE1, version
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
-def read_records(path: str | Path) -> Iterator[Any]:
-    """Yield ``wandb_internal_pb2.Record`` messages from a ``.wandb`` transaction log."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = Path(path).read_bytes()
-    ident, magic, _version = _FILE_HEADER.unpack_from(data, 0)
-    if ident != b":W&B" or magic != 0xBEE1:
-        raise ValueError(f"{path}: not a W&B transaction log (header {ident!r} {magic:#x})")
-    pos, pending = _FILE_HEADER.size, b""
-    while pos + _HEADER.size <= len(data):
-        left_in_block = _BLOCK - pos % _BLOCK
-        if left_in_block < _HEADER.size:  # block trailer padding
-            pos += left_in_block
-            continue
-        crc, length, kind = _HEADER.unpack_from(data, pos)
-        if length == 0 and kind == 0:  # zero padding at the end of a block
-            pos += left_in_block
-            continue
-        chunk = data[pos + _HEADER.size : pos + _HEADER.size + length]
-        if len(chunk) < length:
-            break  # a run still being written
-        pos += _HEADER.size + length
-        if kind in (_FULL, _FIRST):
-            pending = chunk
-        else:
-            pending += chunk
-        if kind in (_FULL, _LAST):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            yield record
-            pending = b""
