@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from _common import LOG, interleaved, machine, median_ratio, save  # noqa: E402
 
-from zfnet.analysis import _hooks  # noqa: E402
+from zfnet.analysis import hooks  # noqa: E402
 from zfnet.analysis.deconvnet import Deconvnet, project_units  # noqa: E402
 from zfnet.analysis.topk import top_activations  # noqa: E402
 
@@ -278,7 +278,7 @@ def main(argv=None) -> dict:
         sub = images[distinct]
         with torch.no_grad():
             for s in range(0, len(sub), 2):
-                _hooks.run(model, sub[s:s + 2], [layer])
+                hooks.run(model, sub[s:s + 2], [layer])
 
     dn = cache_forward()
 

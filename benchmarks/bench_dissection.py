@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _common import LOG, interleaved, machine, median_ratio, save  # noqa: E402
 from test_dissection import netdissect_reference  # noqa: E402  (the tests' reference, not a copy)
 
-import zfnet.analysis.dissection as dissection  # noqa: E402
+import zfnet.analysis.dissection.passes as dissection  # noqa: E402
 from zfnet.analysis.dissection import dissect, probe_loader  # noqa: E402
 from zfnet.data.broden import Broden, read_broden  # noqa: E402
 from zfnet.data.demo import broden as demo_broden  # noqa: E402

@@ -55,8 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from _common import LOG, interleaved, machine, median_ratio, save  # noqa: E402
 
-from zfnet.analysis.parameterization import Parameterization, random_affine  # noqa: E402
-from zfnet.analysis.synthesis import _seed, channel, maximize  # noqa: E402
+from zfnet.analysis.synthesis.parameterization import Parameterization, random_affine  # noqa: E402
+from zfnet.analysis.synthesis import channel, maximize
+from zfnet.analysis.synthesis.optimize import _seed  # noqa: E402
 from zfnet.models import build  # noqa: E402
 
 SIZE, LR, L2, SCALE = 112, 0.05, 1e-3, 64.0

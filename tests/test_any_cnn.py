@@ -12,7 +12,7 @@ from captum.attr import NeuronDeconvolution, NeuronGradient, NeuronGuidedBackpro
 from helpers import images, occlude, rel, tv_model
 from torch import nn
 
-from zfnet.analysis._hooks import ReusedLayerError
+from zfnet.analysis.hooks import ReusedLayerError
 from zfnet.analysis.correspondence import delta, delta_from_eps, random_masks
 from zfnet.analysis.deconvnet import UnsupportedOpError, guided_backprop, project, project_units, saliency
 from zfnet.analysis.evolution import feature_evolution

@@ -137,7 +137,7 @@ def test_iou_quantiles_labels_equal_the_numpy_reference(probe):
 
 
 def test_quantile_threshold_is_exact_for_many_values():
-    from zfnet.analysis.dissection_tally import percentile_from_top, quantile_k
+    from zfnet.analysis.dissection.tally import percentile_from_top, quantile_k
 
     rng = np.random.default_rng(0)
     for m, q in ((1000, 0.005), (12345, 0.01), (7, 0.3), (50000, 0.005)):
@@ -152,7 +152,7 @@ def test_windowed_tallies_equal_tallies_of_the_whole_upsampled_mask():
     """_tally_pairs upsamples each pair's window only: the same tallies as thresholding the whole resized map
     (maps with one, several or plateau values above the threshold; windows grouped by size, and the whole-map
     path when windows are large)."""
-    from zfnet.analysis.dissection_tally import _below, _tally_pairs, resize_maps
+    from zfnet.analysis.dissection.tally import _below, _tally_pairs, resize_maps
 
     rng = np.random.default_rng(1)
     n_labels, sh, sw = 7, 64, 48
@@ -188,7 +188,7 @@ def test_windowed_tallies_equal_tallies_of_the_whole_upsampled_mask():
 
 
 def test_resize_is_pils_bilinear_resize_of_a_float_image():
-    from zfnet.analysis.dissection_tally import resize_maps
+    from zfnet.analysis.dissection.tally import resize_maps
 
     rng = np.random.default_rng(0)
     for h, w, sh, sw in ((3, 3, 112, 112), (6, 5, 64, 80), (27, 27, 112, 112), (150, 120, 64, 64)):

@@ -10,8 +10,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from zfnet.analysis import regularizers as R
-from zfnet.analysis.parameterization import COLOR_SQRT, Parameterization, random_affine
+from zfnet.analysis.synthesis import regularizers as R
+from zfnet.analysis.synthesis.parameterization import COLOR_SQRT, Parameterization, random_affine
 from zfnet.analysis.synthesis import channel, invert, logit, maximize, parse, unit
 from zfnet.analysis.topk import top_activations
 

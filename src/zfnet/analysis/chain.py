@@ -1,31 +1,37 @@
-"""The conv / ReLU / max-pool / LRN chain in front of a layer, recorded from a real forward pass.
+"""A layer chain and its window arithmetic: the plain run of ops from the input to a layer.
 
-The fast deconvnet (:mod:`zfnet.analysis.deconv_engine`) and the receptive-field arithmetic need the plain
-chain of ops from the input to a layer; :class:`ChainRecorder` (a ``TorchFunctionMode``) records it,
-functional ReLUs included, with the switches of every max pool (as uint8 offsets inside their window) and,
-when asked, the LRN factors. Anything else on the chain (a branch, a skip connection, an unknown op)
-raises :class:`NotAChainError`.
+Two analyses walk such a chain: the fast deconvnet (:mod:`zfnet.analysis.deconvnet`, the chain recorded op
+by op from the functional calls of a forward) and the incremental occlusion sweep
+(:mod:`zfnet.analysis.occlusion`, the chain recorded module by module). Both describe each step as an
+:class:`Op` and ask the same questions of windows along one axis, answered here once:
+
+* :func:`input_span`: which inputs a run of outputs reads (its receptive field, unclipped);
+* :func:`output_span`: which outputs a run of inputs reaches (what an occluder changes);
+* :func:`back_windows` / :func:`axis_profile`: the receptive field of outputs at every level down to the
+  input, clipped to each map, with the padding each op's windows need outside it;
+* :func:`cover_boxes`: few boxes of outputs covering given positions at few convolution MACs.
+
+Conventions: ``k`` is the effective (dilated) kernel extent, ``p`` the padding before the first row /
+column, intervals are half-open ``[a, b)``.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
+from torch import nn
 
-from zfnet.analysis.rectifiers import _arg, _classify, _lrn_params, _op_name, _refusal, _sanctioned
-
-class NotAChainError(RuntimeError):
-    """The fast :class:`Deconvnet` needs a plain conv/relu/pool/LRN chain up to the layer; use ``project``."""
+__all__ = ["AxisProfile", "Op", "axis_profile", "back_windows", "cover_boxes", "effective_kernel", "input_span",
+           "output_span", "pair"]
 
 
 @dataclass
-class _Op:
-    kind: str  # conv | pool | relu | lrn
+class Op:
+    """One step of a chain. ``kind``: conv | pool (spatial) or relu | lrn | pointwise (per position)."""
+
+    kind: str
     in_shape: tuple[int, int, int]  # (C, H, W) of this op's input
     out_shape: tuple[int, int, int]
     k: tuple[int, int] = (1, 1)  # effective (dilated) kernel extent per axis
@@ -35,192 +41,120 @@ class _Op:
     bias: torch.Tensor | None = None  # conv only: what the forward adds (the windowed forward replays it)
     dilation: tuple[int, int] = (1, 1)  # conv and pool
     groups: int = 1
-    lrn: tuple[int, float, float, float] | None = None
+    lrn: tuple[int, float, float, float] | None = None  # (size, alpha, beta, k)
     desc: str = ""
+    module: nn.Module | None = None  # the module that ran it (module-recorded chains)
+    path: str = ""  # its module path
+
+    @property
+    def spatial(self) -> bool:
+        return self.kind in ("conv", "pool")
 
 
-def _pair(v) -> tuple[int, int]:
+def pair(v) -> tuple[int, int]:
+    """An int or a 1- / 2-sequence as a (rows, columns) pair."""
     if isinstance(v, (tuple, list)):
         return (int(v[0]), int(v[1])) if len(v) == 2 else (int(v[0]), int(v[0]))
     return int(v), int(v)
 
 
-_CONV_SIG = inspect.signature(lambda input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1: None)
-_POOL_SIG = inspect.signature(F.max_pool2d_with_indices)
-_DROPOUT_NAMES = frozenset({"dropout", "dropout2d", "dropout1d", "dropout3d", "alpha_dropout",
-                            "feature_alpha_dropout"})
-_IDENTITY_NAMES = frozenset({"contiguous", "clone"})
+def effective_kernel(kernel, dilation) -> tuple[int, int]:
+    """The extent a dilated kernel covers per axis: ``(k - 1) * d + 1``."""
+    k, d = pair(kernel), pair(dilation)
+    return (k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1
 
 
-def _flat_tensors(args, kwargs) -> Iterator[torch.Tensor]:
-    for a in list(args) + list(kwargs.values()):
-        if isinstance(a, torch.Tensor):
-            yield a
-        elif isinstance(a, (list, tuple)):
-            yield from (t for t in a if isinstance(t, torch.Tensor))
+def input_span(a, b, k: int, s: int, p: int):
+    """Inputs ``[lo, hi)`` read by the outputs ``[a, b)`` of an op (kernel extent k, stride s, padding p),
+    unclipped (may leave the map). ints or tensors."""
+    return a * s - p, (b - 1) * s - p + k
 
 
-def _switch_offsets(idx: torch.Tensor, w_in: int, s: tuple[int, int], p: tuple[int, int],
-                    keff: tuple[int, int]) -> torch.Tensor:
-    """Pool switches as offsets inside their pool window: (N, Ho, Wo, C, 2) uint8 (dy, dx)."""
-    if max(keff) > 255:
-        raise NotAChainError(f"max pool window {keff} too large")
-    n, c, ho, wo = idx.shape
-    dev = idx.device
-    oy = torch.arange(ho, device=dev, dtype=torch.int64) * s[0] - p[0]  # window tops / lefts (may be < 0)
-    ox = torch.arange(wo, device=dev, dtype=torch.int64) * s[1] - p[1]
-    oyc = torch.where(oy > 0, oy, torch.zeros_like(oy))  # (no clamp: the rectifier guard watches clamps)
-    big = (ho * s[0] + keff[0]) * w_in >= 2**31 - 1  # bounds every flat input index
-    dt = torch.int64 if big else torch.int32  # int32 halves the memory traffic of the passes below
-    # (N, Ho, Wo, C) flat input index iy * w_in + ix: contiguous when the pool ran channels-last (on the CPU)
-    local = idx.permute(0, 2, 3, 1).to(dt, memory_format=torch.contiguous_format)
-    local -= (oyc * w_in).to(dt)[:, None, None]  # (iy - oyc) * w_in + ix, 0 <= iy - oyc < keff[0]
-    if keff[0] <= 4:  # iy - oyc by comparisons: cheaper than an integer division
-        dy = (local >= w_in).to(dt)
-        for j in range(2, keff[0]):
-            dy += local >= j * w_in
-    else:
-        dy = torch.div(local, w_in, rounding_mode="floor")
-    local -= dy * w_in  # ix
-    out = torch.empty((n, ho, wo, c, 2), dtype=torch.uint8, device=dev)
-    out[..., 0] = dy + (oyc - oy).to(dt)[:, None, None]
-    out[..., 1] = local - ox.to(dt)[:, None]
-    return out
+def output_span(a: torch.Tensor, b: torch.Tensor, k: int, s: int, p: int, n_out: int):
+    """Outputs ``[lo, hi)`` (clipped to ``[0, n_out)``) whose window meets the inputs ``[a, b)`` (tensors).
+
+    Output o reads padded inputs [o*s, o*s + k), i.e. inputs [o*s - p, o*s - p + k - 1]: it meets [a, b)
+    iff ceil((a + p - k + 1) / s) <= o <= floor((b - 1 + p) / s). Empty intervals come back as lo == hi.
+    """
+    lo = torch.div(a + p - k + s, s, rounding_mode="floor").clamp(min=0)
+    hi = torch.div(b - 1 + p, s, rounding_mode="floor").clamp(max=n_out - 1) + 1
+    empty = (b <= a) | (hi <= lo)
+    lo = torch.where(empty, lo.clamp(max=n_out - 1), lo)
+    return lo, torch.where(empty, lo, hi)
 
 
-def _lrn_factors(a: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """(3, N, H, W, C): the LRN input a, D^-beta and a * D^(-beta-1) (D as in F.local_response_norm)."""
-    sq = (a * a).unsqueeze(1)
-    sq = F.pad(sq, (0, 0, 0, 0, size // 2, (size - 1) // 2))
-    div = F.avg_pool3d(sq, (size, 1, 1), stride=1).squeeze(1)
-    div = div.mul(alpha).add(k)
-    dbeta = div.pow(beta)
-    fac = torch.stack([a, 1.0 / dbeta, a / (dbeta * div)])  # (3, N, C, H, W)
-    return fac.permute(0, 1, 3, 4, 2).contiguous()
+def back_windows(ops: Sequence[Op], end: int, a: int, b: int, axis: int):
+    """The outputs ``[a, b)`` of op ``end - 1`` walked down to the input along ``axis``.
+
+    Returns ``starts, lengths`` (per level 0..end: the window clipped to that level's map), ``pad_lo,
+    pad_hi`` (per op: the part of its windows' reach before / after the clipped input window, i.e. the
+    padding a windowed forward needs) and ``(vstart, vend)``, the unclipped receptive field at the input.
+    """
+    starts, lengths = [0] * (end + 1), [0] * (end + 1)
+    lo, hi = [0] * end, [0] * end
+    cs, ce, vs, ve = a, b, a, b
+    starts[end], lengths[end] = cs, ce - cs
+    for i in reversed(range(end)):
+        op = ops[i]
+        if op.spatial:
+            k, s, p = op.k[axis], op.s[axis], op.p[axis]
+            n = op.in_shape[1 + axis]
+            ua, ub = input_span(cs, ce, k, s, p)
+            cs, ce = max(0, ua), min(n, ub)
+            lo[i], hi[i] = cs - ua, ub - ce
+            vs, ve = input_span(vs, ve, k, s, p)
+        starts[i], lengths[i] = cs, ce - cs
+    return starts, lengths, lo, hi, (vs, ve)
 
 
-class ChainRecorder(TorchFunctionMode):
-    """Records the conv/relu/pool/LRN chain from the input to the target layers during a real forward."""
+@dataclass(frozen=True)
+class AxisProfile:
+    """One unit's receptive field along one axis, level by level (:func:`axis_profile`)."""
 
-    def __init__(self, x: torch.Tensor, keep_lrn_inputs: bool):
-        super().__init__()
-        self.head = x
-        self.chain_ids = {id(x)}
-        self._alive = [x]  # keep chain tensors alive so ids stay unique
-        self.ops: list[_Op] = []
-        self.pool_idx: dict[int, torch.Tensor] = {}
-        self.lrn_in: dict[int, torch.Tensor] = {}
-        self.keep_lrn_inputs = keep_lrn_inputs
-        self.paused = False  # set while the recorder's own hooks run tensor ops
+    starts: tuple[int, ...]  # clipped window start at every level 0..end
+    lengths: tuple[int, ...]
+    conv_off: tuple[int, ...]  # per op i: clipped start at level i minus the unclipped start from level i+1
+    vstart: int  # unclipped receptive-field start at the input
+    vlen: int
 
-    def _advance(self, out: torch.Tensor) -> None:
-        self.head = out
-        self.chain_ids.add(id(out))
-        self._alive.append(out)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if self.paused:
-            with _sanctioned():
-                return func(*args, **kwargs)
-        consumed = [t for t in _flat_tensors(args, kwargs) if id(t) in self.chain_ids]
-        kind, info = _classify(func, args, kwargs)
-        if not consumed:
-            if kind in ("relu", "refuse", "lrn"):
-                with _sanctioned():
-                    return func(*args, **kwargs)
-            return func(*args, **kwargs)
-        name = _op_name(func)
-        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        if x is not self.head or any(t is not self.head for t in consumed):
-            out = func(*args, **kwargs)
-            if not isinstance(out, torch.Tensor):
-                return out  # metadata (size, dim, ...)
-            raise NotAChainError(
-                f"{name} consumes an earlier tensor of the chain (a branch / skip connection): the fast "
-                "Deconvnet needs a plain chain; use deconvnet.project"
-            )
-        c_in, h_in, w_in = (tuple(x.shape[1:]) + (1, 1, 1))[:3]
-        if kind == "relu":
-            with _sanctioned():
-                out = func(*args, **kwargs)
-            self.ops.append(_Op("relu", (c_in, h_in, w_in), tuple(out.shape[1:]), desc=name))
-            self._advance(out)
-            return out
-        if kind == "refuse":
-            raise _refusal(str(info), "Deconvnet")
-        if kind == "lrn":
-            xx, size, alpha, beta, k = _lrn_params(args, kwargs)
-            out = func(*args, **kwargs)
-            i = len(self.ops)
-            if self.keep_lrn_inputs:
-                self.lrn_in[i] = _lrn_factors(x.detach(), size, alpha, beta, k)
-            self.ops.append(_Op("lrn", (c_in, h_in, w_in), tuple(out.shape[1:]), lrn=(size, alpha, beta, k),
-                                desc="local_response_norm"))
-            self._advance(out)
-            return out
-        if func is F.conv2d:
-            if x.ndim != 4:
-                raise NotAChainError(f"conv2d on a {x.ndim}-D tensor")
-            b = _CONV_SIG.bind(*args, **kwargs)
-            b.apply_defaults()
-            a = b.arguments
-            w = a["weight"]
-            kh, kw = w.shape[-2:]
-            d = _pair(a["dilation"])
-            keff = ((kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1)
-            pad = a["padding"]
-            if pad == "valid":
-                pad = (0, 0)
-            elif pad == "same":
-                pad = ((keff[0] - 1) // 2, (keff[1] - 1) // 2)
-            out = func(*args, **kwargs)
-            self.ops.append(_Op("conv", (c_in, h_in, w_in), tuple(out.shape[1:]), k=keff, s=_pair(a["stride"]),
-                                p=_pair(pad), weight=w.detach(),
-                                bias=None if a["bias"] is None else a["bias"].detach(), dilation=d,
-                                groups=int(a["groups"]),
-                                desc=f"conv2d {tuple(w.shape)}"))
-            self._advance(out)
-            return out
-        if func is F.max_pool2d or func is F.max_pool2d_with_indices:
-            b = _POOL_SIG.bind(*args, **kwargs)
-            b.apply_defaults()
-            a = b.arguments
-            ks = _pair(a["kernel_size"])
-            st = _pair(a["stride"]) if a["stride"] not in (None, [], ()) else ks
-            d = _pair(a["dilation"])
-            keff = ((ks[0] - 1) * d[0] + 1, (ks[1] - 1) * d[1] + 1)
-            cpu = x.device.type == "cpu" and x.ndim == 4
-            # on the CPU the channels-last kernel is several times faster; the same maxima and the same
-            # switches (ties included), and the output goes on in the input's own layout
-            xp = x.contiguous(memory_format=torch.channels_last) if cpu else x
-            out, idx = F.max_pool2d_with_indices(xp, ks, st, a["padding"], d, a["ceil_mode"])
-            if cpu and not x.is_contiguous(memory_format=torch.channels_last):
-                out = out.contiguous()
-            i = len(self.ops)
-            pad = _pair(a["padding"])
-            self.pool_idx[i] = _switch_offsets(idx, w_in, st, pad, keff)
-            self.ops.append(_Op("pool", (c_in, h_in, w_in), tuple(out.shape[1:]), k=keff, s=st,
-                                p=pad, dilation=d, desc=f"max_pool2d {ks}/{st}"))
-            self._advance(out)
-            return (out, idx) if a["return_indices"] else out
-        if name in _DROPOUT_NAMES:
-            training = _arg(args, kwargs, 2, "training", True)
-            if training:
-                raise NotAChainError("dropout in training mode on the chain")
-            out = func(*args, **kwargs)
-            if isinstance(out, torch.Tensor):
-                self._advance(out)
-            return out
-        out = func(*args, **kwargs)
-        if not isinstance(out, torch.Tensor):
-            return out
-        if name in _IDENTITY_NAMES:
-            self._advance(out)
-            return out
-        raise NotAChainError(
-            f"{name} on the chain: the fast Deconvnet supports conv2d, ReLU, max_pool2d, local_response_norm "
-            "and dropout (eval) only; use deconvnet.project for other models"
-        )
+    def key(self):
+        """Equal for units whose windows have the same geometry (they can be batched)."""
+        return self.lengths, self.conv_off, self.starts[0] - self.vstart
 
 
+def axis_profile(ops: Sequence[Op], end: int, pos: int, axis: int) -> AxisProfile:
+    """The receptive field of output ``pos`` of op ``end - 1`` along ``axis`` (:func:`back_windows`)."""
+    starts, lengths, lo, _hi, (vs, ve) = back_windows(ops, end, pos, pos + 1, axis)
+    return AxisProfile(tuple(starts), tuple(max(0, n) for n in lengths), tuple(lo), vs, ve - vs)
+
+
+def cover_boxes(ops: Sequence[Op], end: int, ys: list[int], xs: list[int], profile: Callable,
+                most: int = 16) -> list[tuple[int, int, int, int]]:
+    """Boxes (top, bottom, left, right; exclusive) of outputs of op ``end - 1`` whose forwards cover the
+    positions ``(ys[j], xs[j])`` at few MACs: starting from one box per position, the pair whose merging
+    saves the most convolution MACs (receptive-field windows at every level, ``profile``:
+    :func:`back_windows` memoized as ``profile(a, b, axis)``) is merged while that saves any; with more
+    than ``most`` positions, their bounding box (the pairwise search grows as the cube of the positions)."""
+    pos = sorted(set(zip(ys, xs)))
+    if len(pos) > most:
+        return [(min(ys), max(ys) + 1, min(xs), max(xs) + 1)]
+    convs = [(i, ops[i].out_shape[0] * ops[i].weight[0].numel()) for i in range(end) if ops[i].kind == "conv"]
+
+    def cost(b):
+        ly, lx = profile(b[0], b[1], 0)[1], profile(b[2], b[3], 1)[1]
+        return sum(ly[i + 1] * lx[i + 1] * m for i, m in convs)
+
+    boxes = [(y, y + 1, x, x + 1) for y, x in pos]
+    while len(boxes) > 1:
+        best = None
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                p, q = boxes[a], boxes[b]
+                m = (min(p[0], q[0]), max(p[1], q[1]), min(p[2], q[2]), max(p[3], q[3]))
+                saving = cost(p) + cost(q) - cost(m)
+                if best is None or saving > best[0]:
+                    best = (saving, a, b, m)
+        if best[0] < 0:
+            break
+        boxes = [bx for k, bx in enumerate(boxes) if k not in best[1:3]] + [best[3]]
+    return boxes

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from zfnet.analysis import _hooks
+from zfnet.analysis import hooks
 from zfnet.paper import TABLE1
 
 
@@ -114,10 +114,10 @@ def _occlude(images: torch.Tensor, masks: torch.Tensor, fill) -> torch.Tensor:
 def _features(model: nn.Module, x: torch.Tensor, layers: Sequence[str], chunk: int = 64,
               call: int | None = None) -> dict[str, torch.Tensor]:
     """Flattened outputs of ``layers`` (module paths), the forward stopped at the deepest; model in eval mode."""
-    which = _hooks.calls(model, x[:1], layers, call)
+    which = hooks.calls(model, x[:1], layers, call)
     outs: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     for start in range(0, x.shape[0], chunk):
-        got = _hooks.run(model, x[start : start + chunk], layers, call=which,
+        got = hooks.run(model, x[start : start + chunk], layers, call=which,
                          reduce=lambda _p, o: o.detach().flatten(1).clone())[0]
         for layer in layers:
             outs[layer].append(got[layer])
@@ -131,10 +131,10 @@ def delta(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, layer: st
     True (set to ``fill``), at the output of ``layer`` (a module path of any model). See the module docstring."""
     if images.dim() != 4:
         raise ValueError(f"images: expected (N, C, H, W), got {tuple(images.shape)}")
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     images = images.to(device=device, dtype=dtype)
     occluded = _occlude(images, masks, fill)
-    with _hooks.eval_mode(model):
+    with hooks.eval_mode(model):
         f = _features(model, torch.cat([images, occluded]), [layer], call=call)[layer]
     n = images.shape[0]
     return delta_from_eps(f[:n] - f[n:])
@@ -258,14 +258,14 @@ def correspondence_table(
         if t.shape != (n, 2):
             raise ValueError(f"landmarks[{part!r}]: expected ({n}, 2) (x, y) coordinates, got {tuple(t.shape)}")
         lms[part] = t
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     images = images.to(device=device, dtype=dtype)
     layers = list(layers)
     g = torch.Generator().manual_seed(int(seed))
 
     rows = []
     pairs: dict[tuple[str, str], torch.Tensor] = {}  # (kind, layer) -> pairwise disagreement, mean over repeats
-    with _hooks.eval_mode(model):
+    with hooks.eval_mode(model):
         ref = _features(model, images, layers)
         occlusions = [(part, "part") for part in lms] + ([("random", "random")] if random else [])
         for part, kind in occlusions:

@@ -27,7 +27,7 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from zfnet.analysis import _hooks
+from zfnet.analysis import hooks
 
 __all__ = ["TRANSFORMS", "default_amounts", "transform", "invariance_sweep", "mean_curves"]
 
@@ -100,22 +100,22 @@ def invariance_sweep(
         if kind not in TRANSFORMS:
             raise ValueError(f"transforms: unknown transform {kind!r}; known: {list(TRANSFORMS)}")
     layers = list(layers)
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     images = images.to(device=device, dtype=dtype)
 
     def keep(_p, out):  # a copy inside the hook: later in-place ops cannot change it
         return out.detach().flatten(1).clone()
 
     rows = []
-    with _hooks.eval_mode(model):
-        which = _hooks.calls(model, images[:1], layers, call)
-        ref = _hooks.run(model, images, layers, reduce=keep, call=which)[0]
+    with hooks.eval_mode(model):
+        which = hooks.calls(model, images[:1], layers, call)
+        ref = hooks.run(model, images, layers, reduce=keep, call=which)[0]
         for kind, amounts in transforms.items():
             amounts = [float(a) for a in amounts]
             for i in range(images.shape[0]):
                 copies = torch.stack([transform(images[i], kind, a) for a in amounts])
                 for start in range(0, len(amounts), chunk):
-                    out, logits = _hooks.run(model, copies[start : start + chunk], layers, reduce=keep, call=which,
+                    out, logits = hooks.run(model, copies[start : start + chunk], layers, reduce=keep, call=which,
                                              stop=False)
                     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                         raise ValueError("invariance_sweep: the model's output must be (B, classes) logits")

@@ -26,8 +26,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from zfnet.analysis import _hooks
-from zfnet.analysis.deconv_engine import Deconvnet
+from zfnet.analysis import hooks
+from zfnet.analysis.deconvnet import Deconvnet
 
 __all__ = ["IndexedImages", "TopK", "choose_maps", "pick", "receptive_field", "top_activations"]
 
@@ -110,7 +110,7 @@ def _reduce_layers(model: nn.Module, x: torch.Tensor, layers: Sequence[str], whi
     Reduced inside the forward hooks, so a later in-place op (torchvision's ReLU(inplace=True) after a conv)
     cannot change a captured output, and no full feature map is kept.
     """
-    outs, _ = _hooks.run(model, x, layers, reduce=lambda name, out: _per_image_max(out, name), call=which)
+    outs, _ = hooks.run(model, x, layers, reduce=lambda name, out: _per_image_max(out, name), call=which)
     return outs
 
 
@@ -135,7 +135,7 @@ def top_activations(
         raise ValueError("layers: give at least one layer")
     if k < 1:
         raise ValueError(f"k: expected a positive int, got {k!r}")
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     run: dict[str, tuple[torch.Tensor, ...]] = {}
     seen = 0
     it = _batches(data, batch_size)
@@ -146,12 +146,12 @@ def top_activations(
         it = bar(it, total=None if total is None else -(-total // batch_size) if isinstance(data, torch.Tensor)
                  else total, desc="top activations", unit="batch")
     which = None
-    with _hooks.eval_mode(model):
+    with hooks.eval_mode(model):
         for xb in it:
             xb = xb.to(device=device, dtype=dtype)
             b = xb.shape[0]
             if which is None:
-                which = _hooks.calls(model, xb, layers, call)
+                which = hooks.calls(model, xb, layers, call)
             outs = _reduce_layers(model, xb, layers, which)
             for name in layers:
                 vals, pos, w = outs[name]
@@ -184,7 +184,7 @@ def receptive_field(
     forward pass on zeros of ``input_size``); at every level the window is clipped to the feature map.
     """
     h, w = (input_size, input_size) if isinstance(input_size, int) else (int(input_size[0]), int(input_size[1]))
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     dn = Deconvnet(model, [layer]).cache(torch.zeros(1, 3, h, w, dtype=dtype, device=device))
     _, _, hh, ww = dn.acts[layer].shape
     if not (0 <= y < hh and 0 <= x < ww):

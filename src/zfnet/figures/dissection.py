@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zfnet.analysis.dissection_tally import resize_maps
+from zfnet.analysis.dissection.tally import resize_maps
 from zfnet.io import atomic_path
 
 __all__ = ["layer_table", "top_units", "plot_detectors", "plot_units", "unit_maps"]
@@ -77,7 +77,7 @@ def plot_detectors(table: pd.DataFrame, categories: Sequence[str], out: str | Pa
 def unit_maps(model: torch.nn.Module, layers: Sequence[str], images: Callable[[Sequence[int]], torch.Tensor],
               idx: Sequence[int], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Per layer: (len(idx), units, h, w) activations for the probe images ``idx`` (one forward)."""
-    from zfnet.analysis._hooks import eval_mode, run
+    from zfnet.analysis.hooks import eval_mode, run
 
     with eval_mode(model):
         outs, _ = run(model, images(list(idx)).to(device), list(layers), reduce=lambda _p, o: o.detach())

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from zfnet.analysis import _hooks
+from zfnet.analysis import hooks
 from zfnet.analysis.synthesis import Synthesis, channel, invert, logit, maximize
 from zfnet.paper import CONV_LAYERS
 from zfnet.figures.tiles import _image_rgb, _tile, compose_table, save_json, save_png
@@ -119,8 +119,8 @@ def _threads(n: int | None):
 
 
 def _num_classes(model: nn.Module, images: torch.Tensor) -> int:
-    dtype, device = _hooks.dtype_device(model)
-    with torch.no_grad(), _hooks.eval_mode(model):
+    dtype, device = hooks.dtype_device(model)
+    with torch.no_grad(), hooks.eval_mode(model):
         return int(model(images[:1].to(device, dtype)).shape[1])
 
 

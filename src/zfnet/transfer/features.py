@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zfnet.analysis import _hooks
+from zfnet.analysis import hooks
 from zfnet.data.crops import crop_offsets
 from zfnet.data.preprocess import BadImage, center_crop
 from zfnet.paper import FEATURE_LAYERS
@@ -114,14 +114,14 @@ def extract(model: torch.nn.Module, images, mean: torch.Tensor, layers: Sequence
         return value.detach().flatten(1).float().cpu().numpy().copy()
 
     out: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    with _hooks.eval_mode(model), bar(total=total, desc="features", unit="img", disable=not progress) as shown:
+    with hooks.eval_mode(model), bar(total=total, desc="features", unit="img", disable=not progress) as shown:
         which = None
         for batch in _rebatch(images, batch_size):
             top, left = crop_offsets(batch.shape[-1], crop)[4]
             x = batch[:, :, top : top + crop, left : left + crop].float() - mean
             if which is None:
-                which = _hooks.calls(model, x, layers, call)
-            for name, value in _hooks.run(model, x, layers, reduce=pooled, call=which)[0].items():
+                which = hooks.calls(model, x, layers, call)
+            for name, value in hooks.run(model, x, layers, reduce=pooled, call=which)[0].items():
                 out[name].append(value)
             shown.update(len(batch))
     return {name: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for name, v in out.items()}

@@ -113,7 +113,7 @@ def correctly_classified(model, stream: _Stream, n: int, searched: int):
     (its own top-1), predicted batch by batch until enough are found; the first ``n`` images when none is.
     Returns (images, labels, their stream indices, source paths, a note saying which they are) ; ``searched``:
     the stream's size, for the note."""
-    from zfnet.analysis._hooks import dtype_device, eval_mode
+    from zfnet.analysis.hooks import dtype_device, eval_mode
 
     dtype, device = dtype_device(model)
     correct, first, seen = [], [], 0

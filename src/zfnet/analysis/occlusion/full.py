@@ -1,9 +1,9 @@
 """Occlusion sweeps (private to :mod:`zfnet.analysis.occlusion`): the plain batched sweep and the memory budget.
 
-* :func:`_full_chunk`: a chunk of positions as occluded copies (one broadcast ``where``) through the whole
+* :func:`full_chunk`: a chunk of positions as occluded copies (one broadcast ``where``) through the whole
   model, the layer's map summed inside a forward hook (the ``"full"`` method, any CNN);
 * :func:`memory_budget` / :func:`default_chunk`: how many positions one batch may hold, for either method
-  (the incremental sweep's windows are planned by :mod:`zfnet.analysis.occlusion_incremental`).
+  (the incremental sweep's windows are planned by :mod:`zfnet.analysis.occlusion.incremental`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zfnet.analysis import _hooks
-from zfnet.analysis import occlusion_incremental as inc
+from zfnet.analysis import hooks
+from zfnet.analysis.chain import input_span
+from zfnet.analysis.occlusion import incremental as inc
 
 _CPU_CAP = 1 << 30
 
@@ -44,7 +45,7 @@ def memory_budget(device: torch.device | str | None = None) -> int:
 
 
 # ------------------------------------------------------------------------------ the full sweep
-def _full_chunk(model, x, fill_t, ty, tx, size, layer, channel, which):
+def full_chunk(model, x, fill_t, ty, tx, size, layer, channel, which):
     """All occluded copies of the chunk as one broadcast ``where``, then the whole model."""
     h, w = x.shape[-2:]
     rows = torch.arange(h, device=x.device)
@@ -53,12 +54,12 @@ def _full_chunk(model, x, fill_t, ty, tx, size, layer, channel, which):
     mx = (cols[None, :] >= tx[:, None]) & (cols[None, :] < tx[:, None] + size)  # (B, W)
     mask = (my[:, :, None] & mx[:, None, :])[:, None]  # (B, 1, H, W)
     occluded = torch.where(mask, fill_t, x)  # (B, C, H, W)
-    outs, logits = _hooks.run(model, occluded, [layer], call=which, stop=False,
+    outs, logits = hooks.run(model, occluded, [layer], call=which, stop=False,
                               reduce=lambda _p, o: o[:, channel].reshape(o.shape[0], -1).sum(1))
-    return outs[layer], _logits(logits)
+    return outs[layer], as_logits(logits)
 
 
-def _logits(out) -> torch.Tensor:
+def as_logits(out) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ValueError(f"occlusion_maps: the model's output must be (B, classes) logits, got "
                          f"{getattr(out, 'shape', type(out).__name__)}")
@@ -73,18 +74,14 @@ def _activation_sizes(model: nn.Module, x: torch.Tensor) -> list[int]:
         if isinstance(o, torch.Tensor):
             sizes.append(o[0].numel())
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
+    with hooks.attached((m, hook) for m in model.modules() if not list(m.children())):
         model(x[None])
-    finally:
-        for hd in handles:
-            hd.remove()
     return sizes or [x.numel()]
 
 
 def default_chunk(model: nn.Module, x: torch.Tensor, cache, ys: torch.Tensor, xs: torch.Tensor, size: int) -> int:
     """Positions per batch from the memory budget: per position, the largest set of tensors alive at once,
-    times 2. ``cache``: the incremental sweep's cache (:func:`occlusion_incremental.cache_forward`), or None
+    times 2. ``cache``: the incremental sweep's cache (:func:`~zfnet.analysis.occlusion.incremental.cache_forward`), or None
     for the full sweep. ``x``: the image (C, H, W); ``ys`` / ``xs``: the square's tops / lefts."""
     c_in, h, w = x.shape
     n_pos = len(ys) * len(xs)
@@ -95,11 +92,12 @@ def default_chunk(model: nn.Module, x: torch.Tensor, cache, ys: torch.Tensor, xs
             if i not in wplan:
                 continue
             ly, lx = wplan[i][2], wplan[i][3]
-            m_n = ((ly - 1) * op.s[0] + op.k[0]) * ((lx - 1) * op.s[1] + op.k[1])
-            out_numel = op.out_numel * ly * lx // (op.n_out[0] * op.n_out[1])
+            m_n = input_span(0, ly, op.k[0], op.s[0], 0)[1] * input_span(0, lx, op.k[1], op.s[1], 0)[1]
+            c_out, h_out, w_out = op.out_shape
+            out_numel = c_out * h_out * w_out * ly * lx // (h_out * w_out)
             # previous window + its copy in the gather buffer, int64 index, patch, output and the
             # temporaries of the point-wise ops after it (LRN: about 3)
-            peak = max(peak, 2 * prev + 2 * m_n + m_n * op.cache.shape[1] + 4 * out_numel)
+            peak = max(peak, 2 * prev + 2 * m_n + m_n * cache.pixels[i].shape[1] + 4 * out_numel)
             prev = out_numel
         d = cache.conv_out[0].numel()
         per = peak + 4 * d  # + the pasted last conv map (index, buffer, map) and its pending copy

@@ -26,12 +26,12 @@ How the sweep is computed (``method``)
 ``"incremental"`` (chosen by ``"auto"`` where the model's layers allow it): only the activations inside
 each square's receptive field are recomputed, along the chain of conv / max-pool / point-wise modules from
 the input; the rest of the model runs in full on many positions at once (see
-:mod:`zfnet.analysis.occlusion_incremental`; exact up to float rounding, checked in float64 by the tests).
+:mod:`zfnet.analysis.occlusion.incremental`; exact up to float rounding, checked in float64 by the tests).
 Torchvision's ``alexnet`` / ``vgg``, and our models, qualify; residual networks (``resnet18``) do not.
 
 ``"full"``: occluded copies built with one broadcast mask (``torch.where(mask, fill, image)``) and run
 through the whole model in batches, the layer's map summed inside a forward hook
-(:mod:`zfnet.analysis.occlusion_full`, with the memory budget).
+(:mod:`zfnet.analysis.occlusion.full`, with the memory budget).
 
 Chunks: positions run in batches of ``chunk``. ``chunk=None`` derives it from memory: the bytes one
 position needs are estimated from the unoccluded run, times 2; the budget is half the free memory of a CUDA
@@ -40,17 +40,15 @@ device, or on CPU a quarter of the available RAM capped at 1 GiB; never more tha
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from zfnet.analysis import _hooks
-from zfnet.analysis import occlusion_incremental as inc
-from zfnet.analysis.occlusion_full import _full_chunk, _logits, default_chunk, memory_budget
+from zfnet.analysis import deconvnet, hooks
+from zfnet.analysis.occlusion import incremental as inc
+from zfnet.analysis.occlusion.full import as_logits, default_chunk, full_chunk, memory_budget
 
 __all__ = ["memory_budget", "occlusion_maps", "occlusion_positions", "pixel_attribution", "projection"]
 
@@ -96,7 +94,7 @@ def _prepare_image(image: torch.Tensor, model: nn.Module) -> torch.Tensor:
         image = image[0]
     if image.dim() != 3:
         raise ValueError(f"image: expected (3, H, W), got {tuple(image.shape)}")
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     return image.to(device=device, dtype=dtype)
 
 
@@ -114,25 +112,18 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def projection(model: nn.Module, image: torch.Tensor, layer: str, channel: int, call: int | None = None
-               ) -> torch.Tensor | None:
-    """(c) of Fig. 7: ``zfnet.analysis.deconvnet.project`` of map ``channel`` of ``layer`` for one image
-    (3, H, W) -> (1, 3, H, W) on the CPU; None (with a warning) when that module or function is missing."""
+               ) -> torch.Tensor:
+    """(c) of Fig. 7: :func:`zfnet.analysis.deconvnet.project` of map ``channel`` of ``layer`` for one image
+    (3, H, W) -> (1, 3, H, W) on the CPU."""
     return _project(model, _prepare_image(image, model), layer, channel, call)
 
 
 def _project(model: nn.Module, x: torch.Tensor, layer: str, channel: int, call: int | None = None
-             ) -> torch.Tensor | None:
-    try:
-        deconvnet = importlib.import_module("zfnet.analysis.deconvnet")
-        project = getattr(deconvnet, "project")
-    except (ImportError, AttributeError) as exc:
-        warnings.warn(f"occlusion_maps(project=True): zfnet.analysis.deconvnet.project is unavailable ({exc}); "
-                      "returning no projection", RuntimeWarning, stacklevel=3)
-        return None
+             ) -> torch.Tensor:
     channels = torch.tensor([channel], device=x.device)
     with torch.enable_grad():  # the deconvnet is autograd-based; the sweep itself runs under no_grad
         kw = {"call": call} if call is not None else {}
-        return project(model, x[None], layer, channels, **kw).detach().cpu()
+        return deconvnet.project(model, x[None], layer, channels, **kw).detach().cpu()
 
 
 # ------------------------------------------------------------------------------------------- API
@@ -178,8 +169,8 @@ def occlusion_maps(
     if rank_by not in ("max", "sum"):
         raise ValueError(f"rank_by: expected 'max' or 'sum', got {rank_by!r}")
     x = _prepare_image(image, model)
-    layer_mod = _hooks.find_layer(model, layer)
-    layer = _hooks.path_of(model, layer)
+    layer_mod = hooks.find_layer(model, layer)
+    layer = hooks.path_of(model, layer)
     c_in, h, w = x.shape
     ys, xs = occlusion_positions(h, size, stride), occlusion_positions(w, size, stride)
     n_y, n_x = len(ys), len(xs)
@@ -190,9 +181,9 @@ def occlusion_maps(
     if chunk is not None and (isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1):
         raise ValueError(f"chunk: expected a positive int or None, got {chunk!r}")
 
-    with _hooks.eval_mode(model):
-        which = _hooks.calls(model, x[None], [layer_mod], call)
-        which = {layer: which[_hooks.path_of(model, layer_mod)]}
+    with hooks.eval_mode(model):
+        which = hooks.calls(model, x[None], [layer_mod], call)
+        which = {layer: which[hooks.path_of(model, layer_mod)]}
         plan = inc.plan_chain(model, x[None], layer, which[layer]) if method != "full" else None
         if method == "auto":
             method = "incremental" if plan is not None else "full"
@@ -204,11 +195,11 @@ def occlusion_maps(
         if method == "incremental":
             cache = inc.cache_forward(plan[0], plan[1], x[None])
             layer_map = cache.layer_out
-            logits0 = _logits(inc.rest_forward(model, plan[0], cache.conv_out, tuple(x.shape)))
+            logits0 = as_logits(inc.rest_forward(model, plan[0], cache.conv_out, tuple(x.shape)))
         else:
-            outs, logits0 = _hooks.run(model, x[None], [layer], call=which, stop=False,
+            outs, logits0 = hooks.run(model, x[None], [layer], call=which, stop=False,
                                        reduce=lambda _p, o: o[0].detach().clone())
-            layer_map, logits0 = outs[layer], _logits(logits0)
+            layer_map, logits0 = outs[layer], as_logits(logits0)
         if layer_map.dim() != 3:
             raise ValueError(f"layer {layer!r}: expected a (C, H, W) feature map per image, got {tuple(layer_map.shape)}")
         n_classes = logits0.shape[1]
@@ -267,7 +258,7 @@ def occlusion_maps(
         def flush() -> None:
             if pending:
                 idx = torch.cat([i for i, _ in pending])
-                record(idx, _logits(inc.rest_forward(model, plan[0], torch.cat([f for _, f in pending]),
+                record(idx, as_logits(inc.rest_forward(model, plan[0], torch.cat([f for _, f in pending]),
                                                      tuple(x.shape))))
                 pending.clear()
 
@@ -300,7 +291,7 @@ def occlusion_maps(
                 pending.append((idx, conv))
                 n_pending += len(idx)
             else:
-                fsum, logits = _full_chunk(model, x, fill_t, ys_d[iy], xs_d[ix], size, layer, channel, which)
+                fsum, logits = full_chunk(model, x, fill_t, ys_d[iy], xs_d[ix], size, layer, channel, which)
                 record(idx, logits)
                 feature[idx] = fsum.to(feature.dtype)
                 continue

@@ -1,27 +1,6 @@
-"""Deconvnet projections (Zeiler & Fergus 2014, §2.1, Fig. 1): one activation mapped back to pixel space.
-
-To project the unit ``(channel c, row y, column x)`` of a layer's output for one image: seed the layer's
-output with a one-hot map holding the unit's own activation value and pass it down to the pixels with
-*unpool* (each max pool's backward places a value at the input position the forward pass picked, the
-switches; overlapping 3x3/2 pools *sum* at shared switches: the linear adjoint of max pooling, exactly
-autograd's ``max_pool2d`` backward), *rectify* (a ReLU's backward is ``relu(incoming signal)``) and
-*filter* (the transposed convolution with the same filters, no biases). So the deconvnet is autograd with
-every ReLU's backward replaced.
-
-Where things live:
-
-* :func:`project` (any model, autograd, one backward per batch) and its siblings ``guided_backprop`` and
-  ``saliency``: :mod:`zfnet.analysis.gradients`;
-* the ReLU rules, LRN choice (``lrn="identity"`` paper / ``"gradient"`` Captum) and refusals of other
-  nonlinearities (named by module path): :mod:`zfnet.analysis.rectifiers`;
-* the fast engine for many units on plain conv/ReLU/pool/LRN chains (:class:`Deconvnet`, receptive-field
-  windows, cached switches): :mod:`zfnet.analysis.deconv_engine`, its steps down one op on windows in
-  :mod:`zfnet.analysis.deconv_ops`, on the chain recorded by :mod:`zfnet.analysis.chain`; its output
-  :class:`Projections` (receptive-field frames).
-
-:func:`project_units` is the one entry point for projecting given units ``(image, channel, y, x)``: the
-fast engine when the model is a plain chain up to the layer, else batched :func:`project` (full frames).
-"""
+"""The one entry point for projecting given units ``(image, channel, y, x)``: the fast engine
+(:class:`~zfnet.analysis.deconvnet.engine.Deconvnet`) when the model is a plain chain up to the layer, else
+batched :func:`~zfnet.analysis.deconvnet.gradients.project` (full frames)."""
 
 from __future__ import annotations
 
@@ -30,26 +9,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from zfnet.analysis._hooks import find_layer as resolve_layer
-from zfnet.analysis.chain import NotAChainError
-from zfnet.analysis.deconv_engine import Deconvnet
-from zfnet.analysis.gradients import guided_backprop, project, saliency, select_units
-from zfnet.analysis.projections import Projections
-from zfnet.analysis.rectifiers import LRN_MODES, UnsupportedOpError
+from zfnet.analysis.deconvnet.engine import Deconvnet
+from zfnet.analysis.deconvnet.gradients import project
+from zfnet.analysis.deconvnet.projections import Projections
+from zfnet.analysis.deconvnet.recorder import NotAChainError
 
-__all__ = [
-    "Deconvnet",
-    "LRN_MODES",
-    "NotAChainError",
-    "Projections",
-    "UnsupportedOpError",
-    "guided_backprop",
-    "project",
-    "project_units",
-    "resolve_layer",
-    "saliency",
-    "select_units",
-]
+__all__ = ["project_units"]
 
 
 def _long(v) -> torch.Tensor:

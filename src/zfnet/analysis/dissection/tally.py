@@ -1,4 +1,4 @@
-"""Network dissection's arithmetic (:mod:`zfnet.analysis.dissection` runs it): the exact streaming quantile,
+"""Network dissection's arithmetic (:mod:`zfnet.analysis.dissection.passes` runs it): the exact streaming quantile,
 PIL's bilinear resize of a float map, and the batched IoU tallies of (image, unit) pairs, each equal to
 NetDissect-Lite's formulas (``tests/test_dissection.py`` holds the numpy port they are checked against)."""
 

@@ -1,7 +1,7 @@
 """The gradient family: deconvnet, guided backpropagation and gradient saliency of single units.
 
 All three map one unit per example of a layer back to the input with one backward pass over the batch,
-and differ only in the backward rule of the ReLUs (:mod:`zfnet.analysis.rectifiers`):
+and differ only in the backward rule of the ReLUs (:mod:`zfnet.analysis.deconvnet.rectifiers`):
 
 * :func:`project`, the deconvnet (Zeiler & Fergus 2014 §2.1): ``relu(incoming signal)``; max-pool backward
   supplies the switches (overlapping 3x3/2 pools *sum* at shared switch positions, the linear adjoint,
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from zfnet.analysis import _hooks
-from zfnet.analysis.rectifiers import BackpropMode, ModuleTracker, RectifierGuard, check_lrn
+from zfnet.analysis import hooks
+from zfnet.analysis.deconvnet.rectifiers import BackpropMode, ModuleTracker, RectifierGuard, check_lrn
 
 __all__ = ["RULES", "backprop_units", "guided_backprop", "project", "saliency", "select_units"]
 
@@ -109,19 +109,19 @@ def backprop_units(
     check_lrn(lrn)
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(f"images: expected a (B, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    path = _hooks.path_of(model, layer)
-    _hooks.find_layer(model, layer)
+    path = hooks.path_of(model, layer)
+    hooks.find_layer(model, layer)
     x = images.detach().clone().requires_grad_(True)
     where = {"deconvnet": "deconvnet.project", "guided": "guided_backprop"}.get(rule, rule)
-    with _hooks.eval_mode(model), torch.enable_grad():
-        which = _hooks.calls(model, x.detach(), [layer], call)
+    with hooks.eval_mode(model), torch.enable_grad():
+        which = hooks.calls(model, x.detach(), [layer], call)
         if rule == "gradient":
-            outs, _ = _hooks.run(model, x, [layer], call=which)
+            outs, _ = hooks.run(model, x, [layer], call=which)
         else:
             guard = RectifierGuard()
             try:
                 with ModuleTracker(model) as tracker, BackpropMode(rule, lrn, strict, x, tracker, where), guard:
-                    outs, _ = _hooks.run(model, x, [layer], call=which)
+                    outs, _ = hooks.run(model, x, [layer], call=which)
             except RuntimeError as exc:
                 guard.reraise(exc)
                 raise

@@ -47,8 +47,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from zfnet.analysis._hooks import calls, dtype_device, eval_mode, path_of, run
-from zfnet.analysis.dissection_tally import (_below, _label_tally, _tally_pairs, iou_from_tallies,
+from zfnet.analysis.hooks import calls, dtype_device, eval_mode, path_of, run
+from zfnet.analysis.dissection.tally import (_below, _label_tally, _tally_pairs, iou_from_tallies,
                                              percentile_from_top, quantile_k, resize_maps)
 from zfnet.data.broden import Broden
 

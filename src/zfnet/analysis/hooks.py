@@ -1,5 +1,7 @@
-"""Hook machinery shared by every analysis (private): layers by module path, eval mode, forward until a layer.
+"""Hook machinery shared by every analysis: layers by module path, eval mode, hooks, forward until a layer.
 
+* :func:`attached`: forward (and forward-pre) hooks registered for the duration of a ``with`` block, removed
+  after it whatever happens; every hook site of the analyses goes through it.
 * :func:`find_layer`: the module at a dotted path (``"conv5"``, ``"features.28"``, ``"layer4.1"``), with an
   error listing the model's paths.
 * :func:`eval_mode`: eval mode for the duration, then every module's *own* training flag restored.
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["ReusedLayerError", "Stop", "calls", "dtype_device", "eval_mode", "find_layer", "run"]
+__all__ = ["ReusedLayerError", "Stop", "attached", "calls", "dtype_device", "eval_mode", "find_layer", "path_of",
+           "run"]
 
 
 class Stop(Exception):
@@ -53,6 +56,22 @@ def path_of(model: nn.Module, layer: str | nn.Module) -> str:
         if m is layer:
             return name
     return f"<{type(layer).__name__} at {id(layer):#x}>"
+
+
+@contextlib.contextmanager
+def attached(forward: Iterable[tuple[nn.Module, Callable]] = (), pre: Iterable[tuple[nn.Module, Callable]] = ()):
+    """Forward hooks ``(module, hook)`` (and forward-pre hooks, ``pre``) registered, in order, for the block;
+    all removed on leaving it, also on an exception (a :class:`Stop` raised by a hook included)."""
+    handles = []
+    try:
+        for m, fn in pre:
+            handles.append(m.register_forward_pre_hook(fn))
+        for m, fn in forward:
+            handles.append(m.register_forward_hook(fn))
+        yield handles
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextlib.contextmanager
@@ -116,15 +135,9 @@ def calls(model: nn.Module, x: torch.Tensor, layers: Iterable[str | nn.Module],
 @torch.no_grad()
 def _count_calls(model: nn.Module, x: torch.Tensor, mods: Mapping[str, nn.Module]) -> dict[str, int]:
     counts = {p: 0 for p in mods}
-    handles = []
-    for p, m in mods.items():
-        handles.append(m.register_forward_hook(lambda _m, _i, _o, p=p: counts.__setitem__(p, counts[p] + 1)))
-    try:
-        with eval_mode(model):
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    counters = [(m, lambda _m, _i, _o, p=p: counts.__setitem__(p, counts[p] + 1)) for p, m in mods.items()]
+    with attached(counters), eval_mode(model):
+        model(x[:1])
     return counts
 
 
@@ -157,15 +170,12 @@ def run(model: nn.Module, x: torch.Tensor, layers: Iterable[str | nn.Module], *,
                 raise Stop
         return hook
 
-    handles = [m.register_forward_hook(make(p)) for p, m in mods.items()]
     result = None
-    try:
-        result = model(x)
-    except Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
+    with attached((m, make(p)) for p, m in mods.items()):
+        try:
+            result = model(x)
+        except Stop:
+            pass
     if remaining:
         raise RuntimeError(f"layers {sorted(remaining)} were not called by the model's forward pass")
     return outs, result

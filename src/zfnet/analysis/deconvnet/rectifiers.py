@@ -31,6 +31,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from zfnet.analysis import hooks
+
 LRN_MODES = ("identity", "gradient")
 
 
@@ -49,7 +51,7 @@ _state = threading.local()
 
 
 @contextlib.contextmanager
-def _sanctioned():
+def sanctioned():
     """Aten rectifier ops run inside this block were routed through the deconvnet's own handling."""
     _state.depth = getattr(_state, "depth", 0) + 1
     try:
@@ -77,31 +79,31 @@ _NONRELU_OK_WHEN_LENIENT = _REFUSED - {"relu6", "hardtanh", "hardtanh_", "leaky_
                                        "clamp_max_"}
 
 
-def _op_name(func) -> str:
+def op_name(func) -> str:
     name = getattr(func, "__name__", "") or ""
     return name.split(".")[0].lstrip("_") if name.startswith("_") else name.split(".")[0]
 
 
-def _arg(args, kwargs, pos: int, key: str, default=None):
+def arg(args, kwargs, pos: int, key: str, default=None):
     if len(args) > pos:
         return args[pos]
     return kwargs.get(key, default)
 
 
-def _classify(func, args, kwargs) -> tuple[str, object]:
+def classify(func, args, kwargs) -> tuple[str, object]:
     """("relu", inplace) | ("lrn", None) | ("refuse", why) | ("", None)."""
-    name = _op_name(func)
+    name = op_name(func)
     if name in ("relu", "relu_"):
-        inplace = name.endswith("_") or bool(_arg(args, kwargs, 1, "inplace", False))
+        inplace = name.endswith("_") or bool(arg(args, kwargs, 1, "inplace", False))
         return "relu", inplace
     if name in ("threshold", "threshold_"):
-        thr, val = _arg(args, kwargs, 1, "threshold"), _arg(args, kwargs, 2, "value")
+        thr, val = arg(args, kwargs, 1, "threshold"), arg(args, kwargs, 2, "value")
         if _is_zero(thr) and _is_zero(val):
-            return "relu", name.endswith("_") or bool(_arg(args, kwargs, 3, "inplace", False))
+            return "relu", name.endswith("_") or bool(arg(args, kwargs, 3, "inplace", False))
         return "refuse", f"threshold(x, {thr}, {val}) (only threshold(x, 0, 0), a ReLU, is supported)"
     if name in ("clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_"):
-        lo = _arg(args, kwargs, 1, "min")
-        hi = None if name.startswith("clamp_min") else _arg(args, kwargs, 2, "max")
+        lo = arg(args, kwargs, 1, "min")
+        hi = None if name.startswith("clamp_min") else arg(args, kwargs, 2, "max")
         if _is_zero(lo) and hi is None:
             return "relu", name.endswith("_")
         return "refuse", f"{name}(min={lo!r}, max={hi!r}) (only clamp(min=0), a ReLU, is supported)"
@@ -150,11 +152,11 @@ class RectifierGuard(TorchDispatchMode):
 _RULE_NAMES = {"deconvnet": "the deconvnet (Zeiler & Fergus §2.1)", "guided": "guided backpropagation"}
 
 
-def _refusal(name: str, where: str, rule: str = "deconvnet") -> UnsupportedOpError:
+def refusal(name: str, where: str, rule: str = "deconvnet") -> UnsupportedOpError:
     return UnsupportedOpError(
         f"{where}: {name} on the data path is not a ReLU; {_RULE_NAMES.get(rule, rule)} defines the "
         "backward of ReLUs only (covered: nn.ReLU, F.relu, torch.relu, Tensor.relu, relu_, "
-        "F.threshold(x, 0, 0), clamp(min=0)); gradient saliency (zfnet.analysis.gradients.saliency) takes "
+        "F.threshold(x, 0, 0), clamp(min=0)); gradient saliency (zfnet.analysis.deconvnet.saliency) takes "
         "any nonlinearity"
     )
 
@@ -169,7 +171,7 @@ class ModuleTracker:
     def __init__(self, model: nn.Module):
         self.model = model
         self.stack: list[tuple[str, nn.Module]] = []
-        self.handles: list = []
+        self._attached = None
 
     def __enter__(self) -> "ModuleTracker":
         def push(name):
@@ -181,15 +183,14 @@ class ModuleTracker:
             if self.stack:
                 self.stack.pop()
 
-        for name, m in self.model.named_modules():
-            self.handles.append(m.register_forward_pre_hook(push(name)))
-            self.handles.append(m.register_forward_hook(pop))
+        named = list(self.model.named_modules())
+        self._attached = hooks.attached([(m, pop) for _n, m in named], pre=[(m, push(n)) for n, m in named])
+        self._attached.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+        self._attached.__exit__(*exc)
+        self._attached = None
 
     def where(self) -> str:
         if not self.stack:
@@ -204,7 +205,7 @@ class _DeconvReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        with _sanctioned():
+        with sanctioned():
             return torch.relu(x)
 
     @staticmethod
@@ -218,7 +219,7 @@ class _DeconvReLUInplace(_DeconvReLU):
     @staticmethod
     def forward(ctx, x):
         ctx.mark_dirty(x)
-        with _sanctioned():
+        with sanctioned():
             return torch.relu_(x)
 
 
@@ -227,7 +228,7 @@ class _GuidedReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        with _sanctioned():
+        with sanctioned():
             out = torch.relu(x)
         ctx.mask = out > 0
         return out
@@ -241,7 +242,7 @@ class _GuidedReLUInplace(_GuidedReLU):
     @staticmethod
     def forward(ctx, x):
         ctx.mark_dirty(x)
-        with _sanctioned():
+        with sanctioned():
             out = torch.relu_(x)
         ctx.mask = out > 0
         return out
@@ -265,7 +266,7 @@ class _LRNPassThrough(torch.autograd.Function):
 _LRN_SIG = inspect.signature(F.local_response_norm)
 
 
-def _lrn_params(args, kwargs) -> tuple[torch.Tensor, int, float, float, float]:
+def lrn_params(args, kwargs) -> tuple[torch.Tensor, int, float, float, float]:
     b = _LRN_SIG.bind(*args, **kwargs)
     b.apply_defaults()
     a = b.arguments
@@ -292,23 +293,23 @@ class BackpropMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        kind, info = _classify(func, args, kwargs)
+        kind, info = classify(func, args, kwargs)
         if not kind:
             return func(*args, **kwargs)
         t = _first_tensor(args)
         if not self._on_data_path(t):
-            with _sanctioned():
+            with sanctioned():
                 return func(*args, **kwargs)
         if kind == "relu":
             return _RELU_FN[self.rule][1 if info else 0].apply(t)
         if kind == "lrn":
             if self.lrn == "gradient":
                 return func(*args, **kwargs)
-            x, size, alpha, beta, k = _lrn_params(args, kwargs)
+            x, size, alpha, beta, k = lrn_params(args, kwargs)
             return _LRNPassThrough.apply(x, size, alpha, beta, k)
         # refuse
         if not self.strict and info in _NONRELU_OK_WHEN_LENIENT:
-            with _sanctioned():
+            with sanctioned():
                 return func(*args, **kwargs)
         where = f"{self.where}: {self.tracker.where()}" if self.tracker is not None else self.where
-        raise _refusal(str(info), where, self.rule)
+        raise refusal(str(info), where, self.rule)

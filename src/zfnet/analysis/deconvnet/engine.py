@@ -9,12 +9,12 @@ is kept in the window that can reach the unit (clipped to the feature map), the 
 gathered, and the transposed convolution runs on that window. Units with the same window geometry (every
 interior unit of a layer) are batched across images into one backward. The arithmetic is the same sums as
 autograd's (tests check equality with ``project``, an explicit deconvnet and Captum); it returns each
-projection in the unit's receptive-field frame (:class:`~zfnet.analysis.projections.Projections`).
+projection in the unit's receptive-field frame (:class:`~zfnet.analysis.deconvnet.projections.Projections`).
 
 Details that make it fast on a CPU (``benchmarks/bench_deconvnet.py``): the caching forward costs about a
 plain forward (small batches, which stay in the CPU's caches; pools run channels-last, several times faster
 on the CPU with the same maxima and switches; switches stored as uint8 offsets inside their pool window,
-computed in int32 without divisions); the backward steps on windows (:mod:`zfnet.analysis.deconv_ops`) keep
+computed in int32 without divisions); the backward steps on windows (:mod:`zfnet.analysis.deconvnet.backward`) keep
 tensors channels-last so oneDNN runs the transposed convolutions, and run conv1 -> RGB in polyphase form;
 LRN gradients (``lrn="gradient"``) use the cached per-image factors ``D^-beta`` and ``a * D^(-beta-1)``.
 The convolutions themselves run in the model's own layout, so the cached activations (the seeds) are
@@ -24,100 +24,20 @@ bitwise those of the model's forward.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zfnet.analysis import _hooks
-from zfnet.analysis import deconv_ops as ops_
-from zfnet.analysis.chain import ChainRecorder, NotAChainError, _lrn_factors, _Op, _switch_offsets
-from zfnet.analysis.projections import Projections
-from zfnet.analysis.rectifiers import RectifierGuard, check_lrn
+from zfnet.analysis import hooks
+from zfnet.analysis.chain import AxisProfile, Op, axis_profile, back_windows, cover_boxes
+from zfnet.analysis.deconvnet import backward
+from zfnet.analysis.deconvnet.projections import Projections
+from zfnet.analysis.deconvnet.recorder import ChainRecorder, NotAChainError, lrn_factors, switch_offsets
+from zfnet.analysis.deconvnet.rectifiers import RectifierGuard, check_lrn
 
-@dataclass(frozen=True)
-class _AxisProfile:
-    starts: tuple[int, ...]  # clipped window start at every level 0..end
-    lengths: tuple[int, ...]
-    conv_off: tuple[int, ...]  # per op i: clipped start at level i minus the unclipped start from level i+1
-    vstart: int  # unclipped receptive-field start at the input
-    vlen: int
-
-    def key(self):
-        return self.lengths, self.conv_off, self.starts[0] - self.vstart
-
-
-def _axis_profile(ops: Sequence[_Op], end: int, pos: int, axis: int) -> _AxisProfile:
-    starts = [0] * (end + 1)
-    lengths = [0] * (end + 1)
-    off = [0] * end
-    cs, ce, vs, ve = pos, pos + 1, pos, pos + 1
-    starts[end], lengths[end] = cs, 1
-    for i in reversed(range(end)):
-        op = ops[i]
-        if op.kind in ("conv", "pool"):
-            k, s, p = op.k[axis], op.s[axis], op.p[axis]
-            n = op.in_shape[1 + axis]
-            a, b = cs * s - p, (ce - 1) * s - p + k
-            cs, ce = max(0, a), min(n, b)
-            off[i] = cs - a
-            vs, ve = vs * s - p, (ve - 1) * s - p + k
-        starts[i], lengths[i] = cs, max(0, ce - cs)
-    return _AxisProfile(tuple(starts), tuple(lengths), tuple(off), vs, ve - vs)
-
-
-def _window_profile(ops: Sequence[_Op], end: int, a: int, b: int, axis: int):
-    """What the forward needs, along one axis, for the outputs [a, b) of op ``end - 1``: at every level
-    0..end the clipped window (start, length) and, per op, the padding before / after that window (the part
-    of the op's receptive field outside its input). Lists: starts, lengths (end + 1), pad_lo, pad_hi (end)."""
-    starts, lengths = [0] * (end + 1), [0] * (end + 1)
-    lo, hi = [0] * end, [0] * end
-    cs, ce = a, b
-    starts[end], lengths[end] = cs, ce - cs
-    for i in reversed(range(end)):
-        op = ops[i]
-        if op.kind in ("conv", "pool"):
-            k, s, p = op.k[axis], op.s[axis], op.p[axis]
-            n = op.in_shape[1 + axis]
-            ua, ub = cs * s - p, (ce - 1) * s - p + k
-            cs, ce = max(0, ua), min(n, ub)
-            lo[i], hi[i] = cs - ua, ub - ce
-        starts[i], lengths[i] = cs, ce - cs
-    return starts, lengths, lo, hi
-
-
-def _unit_boxes(ops: Sequence[_Op], end: int, ys: list[int], xs: list[int], profile,
-                most: int = 16) -> list[tuple[int, int, int, int]]:
-    """Boxes (top, bottom, left, right; exclusive) of outputs of op ``end - 1`` whose forwards cover the
-    units ``(ys[j], xs[j])`` of one image at few MACs: starting from one box per position, the pair whose
-    merging saves the most convolution MACs (receptive-field windows at every level, ``profile``:
-    :func:`_window_profile` memoized) is merged while that saves any; with more than ``most`` positions,
-    their bounding box (the pairwise search grows as the cube of the positions)."""
-    pos = sorted(set(zip(ys, xs)))
-    if len(pos) > most:
-        return [(min(ys), max(ys) + 1, min(xs), max(xs) + 1)]
-    convs = [(i, ops[i].out_shape[0] * ops[i].weight[0].numel()) for i in range(end) if ops[i].kind == "conv"]
-
-    def cost(b):
-        ly, lx = profile(b[0], b[1], 0)[1], profile(b[2], b[3], 1)[1]
-        return sum(ly[i + 1] * lx[i + 1] * m for i, m in convs)
-
-    boxes = [(y, y + 1, x, x + 1) for y, x in pos]
-    while len(boxes) > 1:
-        best = None
-        for a in range(len(boxes)):
-            for b in range(a + 1, len(boxes)):
-                p, q = boxes[a], boxes[b]
-                m = (min(p[0], q[0]), max(p[1], q[1]), min(p[2], q[2]), max(p[3], q[3]))
-                saving = cost(p) + cost(q) - cost(m)
-                if best is None or saving > best[0]:
-                    best = (saving, a, b, m)
-        if best[0] < 0:
-            break
-        boxes = [bx for k, bx in enumerate(boxes) if k not in best[1:3]] + [best[3]]
-    return boxes
+__all__ = ["Deconvnet"]
 
 
 class Deconvnet:
@@ -140,23 +60,23 @@ class Deconvnet:
         self.layers = list(layers)
         if not self.layers:
             raise ValueError("layers: give at least one layer")
-        self.targets = {(l if isinstance(l, str) else str(id(l))): _hooks.find_layer(model, l) for l in self.layers}
+        self.targets = {(l if isinstance(l, str) else str(id(l))): hooks.find_layer(model, l) for l in self.layers}
         self.memory_bytes = memory_mb * 2**20
         self.call = call  # which call of a layer module that runs several times per forward
         self._call: dict[str, int] = {}
-        self.ops: list[_Op] | None = None
+        self.ops: list[Op] | None = None
         self.ends: dict[str, int] = {}
         self.acts: dict[str, torch.Tensor] = {}
         self.pool_idx: dict[int, torch.Tensor] = {}
         self.lrn_in: dict[int, torch.Tensor] = {}
         self.image_size: tuple[int, int] | None = None
-        self._poly: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
+        self.polyphase: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
         # cache(units=...): the boxes the forward computed, as (image, box) pairs: ``_box_image`` (B,) and
         # ``_boxes`` (B, levels, 4): top, bottom, left, right (exclusive) at every level of the chain; None:
         # every position of every image was computed
         self._boxes: torch.Tensor | None = None
         self._box_image: torch.Tensor | None = None
-        self._profiles: dict[tuple, _AxisProfile] = {}
+        self._profiles: dict[tuple, AxisProfile] = {}
 
     # -- forward ---------------------------------------------------------------------------------
     def _record(self, x: torch.Tensor) -> tuple[ChainRecorder, dict[str, torch.Tensor], dict[str, int]]:
@@ -164,8 +84,6 @@ class Deconvnet:
         outs: dict[str, torch.Tensor] = {}
         ends: dict[str, int] = {}
         remaining = set(self.targets)
-        handles = []
-
         seen = {name: 0 for name in self.targets}
 
         def make_hook(name):
@@ -187,24 +105,20 @@ class Deconvnet:
                     rec.paused = False
                 remaining.discard(name)
                 if not remaining:
-                    raise _hooks.Stop
+                    raise hooks.Stop
 
             return hook
 
-        for name, mod in self.targets.items():
-            handles.append(mod.register_forward_hook(make_hook(name)))
         guard = RectifierGuard()
-        try:
-            with rec, guard:
-                self.model(x)
-        except _hooks.Stop:
-            pass
-        except RuntimeError as exc:
-            guard.reraise(exc)
-            raise
-        finally:
-            for h in handles:
-                h.remove()
+        with hooks.attached((mod, make_hook(name)) for name, mod in self.targets.items()):
+            try:
+                with rec, guard:
+                    self.model(x)
+            except hooks.Stop:
+                pass
+            except RuntimeError as exc:
+                guard.reraise(exc)
+                raise
         if remaining:
             raise RuntimeError(f"layers {sorted(remaining)} were not called by the model's forward pass")
         return rec, outs, ends
@@ -218,7 +132,7 @@ class Deconvnet:
 
         ``units``: ``(layer, image_index, ys, xs)`` (optional): compute only what these units' projections need.
         The chain is recorded from a forward of an empty batch (or, for a model that cannot run one, of the
-        first image); every image with units is then run through the recorded chain on boxes only: its units' positions grouped into few boxes (:func:`_unit_boxes`), each
+        first image); every image with units is then run through the recorded chain on boxes only: its units' positions grouped into few boxes (:func:`~zfnet.analysis.chain.cover_boxes`), each
         box's receptive-field window at every level (clipped to the map, zero / -inf padding where the
         receptive field leaves it); images without units not at all. The same products and sums as the whole
         forward; the convolution kernels may pick another summation order for small windows, so activations
@@ -227,7 +141,7 @@ class Deconvnet:
         """
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images: expected a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-        dtype, device = _hooks.dtype_device(self.model)
+        dtype, device = hooks.dtype_device(self.model)
         if batch_size is None:
             batch_size = 2 if device.type == "cpu" else 32
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
@@ -240,9 +154,9 @@ class Deconvnet:
         lrns: dict[int, list] = {}
         acts: dict[str, list] = {}
         ops = None
-        with _hooks.eval_mode(self.model):
-            which = _hooks.calls(self.model, images[:1].to(device=device, dtype=dtype), self.layers, self.call)
-            self._call = {name: which[_hooks.path_of(self.model, l)] for name, l in zip(self.targets, self.layers)}
+        with hooks.eval_mode(self.model):
+            which = hooks.calls(self.model, images[:1].to(device=device, dtype=dtype), self.layers, self.call)
+            self._call = {name: which[hooks.path_of(self.model, l)] for name, l in zip(self.targets, self.layers)}
             for s in range(0, images.shape[0], batch_size):
                 x = images[s:s + batch_size].to(device=device, dtype=dtype)
                 rec, outs, ends = self._record(x)
@@ -287,12 +201,12 @@ class Deconvnet:
             raise ValueError("units: expected image_index, ys, xs of equal, non-zero lengths")
         if ((n < 0) | (n >= images.shape[0])).any():
             raise ValueError(f"units: image_index must lie in [0, {images.shape[0]})")
-        dtype, device = _hooks.dtype_device(self.model)
+        dtype, device = hooks.dtype_device(self.model)
         first = int(n[0])
-        with _hooks.eval_mode(self.model):
+        with hooks.eval_mode(self.model):
             x0 = images[first:first + 1].to(device=device, dtype=dtype)
-            which = _hooks.calls(self.model, x0, self.layers, self.call)
-            self._call = {nm: which[_hooks.path_of(self.model, l)] for nm, l in zip(self.targets, self.layers)}
+            which = hooks.calls(self.model, x0, self.layers, self.call)
+            self._call = {nm: which[hooks.path_of(self.model, l)] for nm, l in zip(self.targets, self.layers)}
             try:  # the chain (shapes, weights) from an empty batch: no arithmetic
                 rec, outs, self.ends = self._record(x0[:0])
                 first = None
@@ -320,12 +234,12 @@ class Deconvnet:
             boxes.append(torch.tensor([[0, sh[1], 0, sh[2]] for sh in [o.in_shape for o in ops] + [ops[-1].out_shape]]))
             box_image.append(first)
         ends_at = {e: nm for nm, e in self.ends.items()}
-        profile = functools.lru_cache(maxsize=None)(lambda a, b, axis: _window_profile(ops, end, a, b, axis))
+        profile = functools.lru_cache(maxsize=None)(lambda a, b, axis: back_windows(ops, end, a, b, axis))
         for img in torch.unique(n).tolist():
             if img == first:
                 continue
             sel = n == img
-            for y0, y1, x0, x1 in _unit_boxes(ops, end, yy[sel].tolist(), xx[sel].tolist(), profile):
+            for y0, y1, x0, x1 in cover_boxes(ops, end, yy[sel].tolist(), xx[sel].tolist(), profile):
                 py, px = profile(y0, y1, 0), profile(x0, x1, 1)
                 box = torch.zeros((depth + 1, 4), dtype=torch.long)
                 for lvl in range(end + 1):
@@ -339,7 +253,7 @@ class Deconvnet:
         return self
 
     def _replay(self, h: torch.Tensor, img: int, py, px, end: int, ends_at: dict[int, str]) -> None:
-        """The recorded chain's forward on one image's windows (``py`` / ``px``: :func:`_window_profile`)."""
+        """The recorded chain's forward on one image's windows (``py`` / ``px``: :func:`~zfnet.analysis.chain.back_windows`)."""
         for i in range(end):
             op = self.ops[i]
             pads = (px[2][i], px[3][i], py[2][i], py[3][i])
@@ -350,7 +264,7 @@ class Deconvnet:
             elif op.kind == "lrn":
                 size, alpha, beta, k = op.lrn
                 if i in self.lrn_in:
-                    fac = _lrn_factors(h, size, alpha, beta, k)
+                    fac = lrn_factors(h, size, alpha, beta, k)
                     self.lrn_in[i][:, img, py[0][i]:py[0][i] + py[1][i], px[0][i]:px[0][i] + px[1][i]] = fac[:, 0]
                 h = F.local_response_norm(h, size, alpha, beta, k)
             elif op.kind == "pool":
@@ -364,17 +278,17 @@ class Deconvnet:
                     h = h.contiguous()
                 r0, c0 = py[0][i + 1], px[0][i + 1]
                 self.pool_idx[i][img, r0:r0 + h.shape[2], c0:c0 + h.shape[3]] = \
-                    _switch_offsets(idx, hp.shape[-1], op.s, (0, 0), op.k)[0]
+                    switch_offsets(idx, hp.shape[-1], op.s, (0, 0), op.k)[0]
             if i + 1 in ends_at:
                 nm = ends_at[i + 1]
                 r0, c0 = py[0][i + 1], px[0][i + 1]
                 self.acts[nm][img, :, r0:r0 + h.shape[2], c0:c0 + h.shape[3]] = h[0]
 
     # -- geometry --------------------------------------------------------------------------------
-    def _profile(self, end: int, pos: int, axis: int) -> _AxisProfile:
+    def _profile(self, end: int, pos: int, axis: int) -> AxisProfile:
         key = (end, pos, axis)
         if key not in self._profiles:
-            self._profiles[key] = _axis_profile(self.ops, end, pos, axis)
+            self._profiles[key] = axis_profile(self.ops, end, pos, axis)
         return self._profiles[key]
 
     def _name(self, layer) -> str:
@@ -392,57 +306,6 @@ class Deconvnet:
         return py.starts[0], px.starts[0], py.starts[0] + py.lengths[0], px.starts[0] + px.lengths[0]
 
     # -- backward --------------------------------------------------------------------------------
-    def _conv_t(self, g: torch.Tensor, i: int) -> torch.Tensor:
-        return ops_.conv_transpose(g, self.ops[i], self._poly, i)
-
-    def _unpool(self, g, i, n, rows, cols, off_y, off_x, h_in, w_in):
-        return ops_.unpool(g, self.pool_idx[i], self.ops[i].s, n, rows, cols, off_y, off_x, h_in, w_in)
-
-    def _lrn_grad(self, g, i, n, rows, cols):
-        return ops_.lrn_grad(g, self.lrn_in[i], self.ops[i].lrn, n, rows, cols)
-
-    def _backward(self, end, py, px, n, ch, vals, sy, sx):
-        """Project a batch of units with the same window geometry. sy/sx: (U, end+1) clipped starts."""
-        ops = self.ops
-        u = n.shape[0]
-        dev = vals.device
-        ar = torch.arange(u, device=dev)
-        g = vals.new_zeros((u, ops[end - 1].out_shape[0], 1, 1))
-        g[ar, ch, 0, 0] = vals
-        g = g.contiguous(memory_format=torch.channels_last)
-        for i in reversed(range(end)):
-            op = ops[i]
-            if op.kind == "relu":
-                g = g.clamp_(min=0)
-            elif op.kind == "lrn":
-                if self.lrn == "gradient":
-                    rows = sy[:, i, None] + torch.arange(py.lengths[i], device=dev)
-                    cols = sx[:, i, None] + torch.arange(px.lengths[i], device=dev)
-                    g = self._lrn_grad(g, i, n, rows, cols)
-            elif op.kind == "pool":
-                rows = sy[:, i + 1, None] + torch.arange(py.lengths[i + 1], device=dev)
-                cols = sx[:, i + 1, None] + torch.arange(px.lengths[i + 1], device=dev)
-                g = self._unpool(g, i, n, rows, cols, py.conv_off[i], px.conv_off[i], py.lengths[i],
-                                 px.lengths[i])
-            elif op.kind == "conv":
-                g = self._conv_t(g.contiguous(memory_format=torch.channels_last), i)
-                oy, ox = py.conv_off[i], px.conv_off[i]
-                g = g[:, :, oy:oy + py.lengths[i], ox:ox + px.lengths[i]]
-        return g
-
-    def _unit_bytes(self, end, py, px, dtype) -> float:
-        esz = torch.empty((), dtype=dtype).element_size()
-        worst = 0
-        for i in range(end + 1):
-            c = self.ops[i].in_shape[0] if i < end else self.ops[end - 1].out_shape[0]
-            worst = max(worst, c * py.lengths[i] * px.lengths[i])
-            if i < end and self.ops[i].kind == "conv":  # transposed conv output before slicing
-                op = self.ops[i]
-                hh = (py.lengths[i + 1] - 1) * op.s[0] + op.k[0]
-                ww = (px.lengths[i + 1] - 1) * op.s[1] + op.k[1]
-                worst = max(worst, op.in_shape[0] * hh * ww * (4 if op.in_shape[0] <= 8 else 1))
-        return worst * (3 * esz + 16)
-
     def _iter_units(self, layer, image_index, channels, ys, xs, values=None
                            ) -> Iterator[tuple[torch.Tensor, Projections]]:
         """Yield ``(positions in the input lists, Projections)`` batch by batch (same geometry per batch)."""
@@ -483,7 +346,7 @@ class Deconvnet:
             sel = torch.tensor(members, dtype=torch.long)
             y0, x0 = int(yy[sel[0]]), int(xx[sel[0]])
             py, px = self._profile(end, y0, 0), self._profile(end, x0, 1)
-            chunk = max(1, int(self.memory_bytes // max(1.0, self._unit_bytes(end, py, px, acts.dtype))))
+            chunk = max(1, int(self.memory_bytes // max(1.0, backward.window_bytes(self.ops, end, py, px, acts.dtype))))
             sy_all = torch.tensor([self._profile(end, int(v), 0).starts for v in yy[sel].tolist()], device=dev)
             sx_all = torch.tensor([self._profile(end, int(v), 1).starts for v in xx[sel].tolist()], device=dev)
             for s in range(0, len(members), chunk):
@@ -494,8 +357,8 @@ class Deconvnet:
                     g = acts.new_zeros((len(part), self.ops[0].in_shape[0], max(py.lengths[0], 0),
                                         max(px.lengths[0], 0)))
                 else:
-                    g = self._backward(end, py, px, nd, ch[part].to(dev), vals_all[part.to(dev)],
-                                       sy_all[sl], sx_all[sl])
+                    g = backward.project_windows(self, end, py, px, nd, ch[part].to(dev), vals_all[part.to(dev)],
+                                                 sy_all[sl], sx_all[sl])
                 oy, ox = py.starts[0] - py.vstart, px.starts[0] - px.vstart
                 frame = g.new_zeros((len(part), g.shape[1], py.vlen, px.vlen))
                 frame[:, :, oy:oy + g.shape[2], ox:ox + g.shape[3]] = g
@@ -517,8 +380,8 @@ class Deconvnet:
         name = self._name(layer)
         end = self.ends[name]
         u = len(torch.as_tensor(channels).reshape(-1))
-        vlen_y = _axis_profile(self.ops, end, 0, 0).vlen
-        vlen_x = _axis_profile(self.ops, end, 0, 1).vlen
+        vlen_y = axis_profile(self.ops, end, 0, 0).vlen
+        vlen_x = axis_profile(self.ops, end, 0, 1).vlen
         acts = self.acts[name]
         out = acts.new_zeros((u, self.ops[0].in_shape[0], vlen_y, vlen_x))
         top = torch.zeros(u, dtype=torch.long)

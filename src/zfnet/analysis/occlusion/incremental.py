@@ -12,7 +12,7 @@ batched sweep.
 
 The unoccluded image is run once and the input of every spatial op is cached. For each position and spatial
 op, the interval of outputs whose window meets the changed interval of its input is computed per axis
-(exact integer arithmetic with kernel, stride, padding, dilation); those outputs are recomputed from a patch
+(exact integer arithmetic with kernel, stride, padding, dilation: :mod:`zfnet.analysis.chain`); those outputs are recomputed from a patch
 of the cached input (padded with zeros for convs, -inf for max pools, exactly the op's implicit padding)
 with the previous op's recomputed window pasted in, by the same op with padding 0. Point-wise ops act on the
 window only. To batch positions, every position uses a window of the same length per op (the largest
@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zfnet.analysis import _hooks
+from zfnet.analysis import hooks
+from zfnet.analysis.chain import Op, effective_kernel, input_span, output_span, pair
 
 _POINTWISE = (
     nn.ReLU,
@@ -52,37 +53,22 @@ _POINTWISE = (
 )
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 @dataclass
-class _Op:
-    module: nn.Module
-    block: str
-    kind: str  # "conv", "pool" or "pointwise"
-    n_in: tuple[int, int]
-    n_out: tuple[int, int]
-    out_numel: int
-    k: tuple[int, int] = (1, 1)  # effective kernel extent (dilation included)
-    s: tuple[int, int] = (1, 1)
-    p: tuple[int, int] = (0, 0)
-    padded_w: int = 0  # width of the padded cached input
-    cache: torch.Tensor | None = None  # padded cached input as channels-last pixels (Hp * Wp, C)
+class SweepCache:
+    """The unoccluded pass, op by op (:func:`cache_forward`)."""
 
-
-@dataclass
-class _Cache:
-    """The unoccluded pass, op by op."""
-
-    ops: list[_Op] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)  # the chain; ``Op.module`` runs the point-wise ones
+    pixels: dict[int, torch.Tensor] = field(default_factory=dict)  # per spatial op: its padded cached input
+    # as channels-last pixels (Hp * Wp, C)
+    padded_w: dict[int, int] = field(default_factory=dict)  # per spatial op: the width Wp of that input
     layer_end: int = -1  # index of the op whose output is the analysed layer's output
     layer_out: torch.Tensor | None = None  # that output (C, H, W)
     conv_out: torch.Tensor | None = None  # output of the chain (1, C, H, W)
     paths: list[str] = field(default_factory=list)
 
 
-def _classify(module: nn.Module) -> str:
+def module_kind(module: nn.Module) -> str:
+    """"conv", "pool", "pointwise" or "unknown" (a module the incremental sweep cannot window)."""
     if isinstance(module, nn.Conv2d):
         if module.padding_mode != "zeros" or isinstance(module.padding, str):
             return "unknown"
@@ -123,11 +109,10 @@ def find_chain(model: nn.Module, x: torch.Tensor, layer: str, call: int = 0) -> 
     """(chain modules in order, index of the module giving ``layer``'s output) or ([], -1) when the chain
     does not reach ``layer``. ``x``: one image (1, C, H, W); the model must be in eval mode."""
     leaves = _leaves(model)
-    target = _hooks.find_layer(model, layer)
+    target = hooks.find_layer(model, layer)
     events: list[tuple[str, nn.Module, Any, Any]] = []
     counts: dict[int, int] = {}
     marks: dict[str, Any] = {}
-    handles = []
 
     def hook(path, m):
         def fn(_m, inp, out):
@@ -135,8 +120,6 @@ def find_chain(model: nn.Module, x: torch.Tensor, layer: str, call: int = 0) -> 
             events.append((path, m, inp[0] if inp else None, out))
         return fn
 
-    for path, m in leaves:
-        handles.append(m.register_forward_hook(hook(path, m)))
     seen = [0]
 
     def layer_hook(_m, _i, out):
@@ -144,15 +127,11 @@ def find_chain(model: nn.Module, x: torch.Tensor, layer: str, call: int = 0) -> 
             marks["pos"], marks["out"] = len(events), out
         seen[0] += 1
 
-    handles.append(target.register_forward_hook(layer_hook))
-    try:
+    with hooks.attached([(m, hook(path, m)) for path, m in leaves] + [(target, layer_hook)]):
         model(x)
-    finally:
-        for h in handles:
-            h.remove()
     chain, head = [], x
     for path, m, inp, out in events:
-        if inp is not head or not isinstance(out, torch.Tensor) or counts[id(m)] != 1 or _classify(m) == "unknown":
+        if inp is not head or not isinstance(out, torch.Tensor) or counts[id(m)] != 1 or module_kind(m) == "unknown":
             break
         chain.append((path, m))
         head = out
@@ -206,28 +185,26 @@ def plan_chain(model: nn.Module, x: torch.Tensor, layer: str, call: int = 0):
     return chain, end
 
 
-def cache_forward(chain: list[tuple[str, nn.Module]], end: int, x: torch.Tensor) -> _Cache:
+def cache_forward(chain: list[tuple[str, nn.Module]], end: int, x: torch.Tensor) -> SweepCache:
     """Run the unoccluded image (1, C, H, W) through the chain op by op, caching the padded input of every
     spatial op (zeros for convs, -inf for max pools: exactly their implicit padding)."""
-    cache = _Cache(paths=[p for p, _ in chain])
+    cache = SweepCache(paths=[p for p, _ in chain])
     cur = x
     for i, (path, m) in enumerate(chain):
-        kind = _classify(m)
-        n_in = (cur.shape[-2], cur.shape[-1])
-        if kind != "pointwise":
-            k, d = _pair(m.kernel_size), _pair(m.dilation)
-            s = _pair(m.stride if m.stride is not None else m.kernel_size)
-            p = _pair(m.padding)
-            keff = tuple(d[a] * (k[a] - 1) + 1 for a in range(2))
+        kind = module_kind(m)
         out = m(cur.clone() if kind == "pointwise" else cur)  # in-place point-wise ops must not touch cur
-        n_out = (out.shape[-2], out.shape[-1])
-        op = _Op(m, path, kind, n_in, n_out, out[0].numel())
+        op = Op(kind, tuple(cur.shape[1:]), tuple(out.shape[1:]), module=m, path=path)
         if kind != "pointwise":
+            op.k = effective_kernel(m.kernel_size, m.dilation)
+            op.s = pair(m.stride if m.stride is not None else m.kernel_size)
+            op.p = pair(m.padding)
+            n_in, n_out = cur.shape[-2:], out.shape[-2:]
             # max-pool ceil mode may let the last window run past the padding: pad enough for every window
-            pad_hi = tuple(max(0, (n_out[a] - 1) * s[a] + keff[a] - n_in[a] - p[a]) for a in range(2))
-            padded = F.pad(cur[0], (p[1], pad_hi[1], p[0], pad_hi[0]), value=0.0 if kind == "conv" else -math.inf)
-            op.k, op.s, op.p, op.padded_w = keff, s, p, padded.shape[-1]
-            op.cache = padded.permute(1, 2, 0).reshape(-1, padded.shape[0])
+            pad_hi = tuple(max(0, input_span(0, n_out[a], op.k[a], op.s[a], op.p[a])[1] - n_in[a]) for a in range(2))
+            padded = F.pad(cur[0], (op.p[1], pad_hi[1], op.p[0], pad_hi[0]),
+                           value=0.0 if kind == "conv" else -math.inf)
+            cache.padded_w[i] = padded.shape[-1]
+            cache.pixels[i] = padded.permute(1, 2, 0).reshape(-1, padded.shape[0])
         cache.ops.append(op)
         if i == end:
             cache.layer_end, cache.layer_out = i, out[0].clone()
@@ -236,20 +213,7 @@ def cache_forward(chain: list[tuple[str, nn.Module]], end: int, x: torch.Tensor)
     return cache
 
 
-def _interval(a: torch.Tensor, b: torch.Tensor, k: int, s: int, p: int, n_out: int):
-    """Outputs [lo, hi) of an op (kernel extent k, stride s, padding p) whose window meets inputs [a, b).
-
-    Output o reads padded inputs [o*s, o*s + k), i.e. inputs [o*s - p, o*s - p + k - 1]: it meets [a, b)
-    iff ceil((a + p - k + 1) / s) <= o <= floor((b - 1 + p) / s).
-    """
-    lo = torch.div(a + p - k + s, s, rounding_mode="floor").clamp(min=0)
-    hi = torch.div(b - 1 + p, s, rounding_mode="floor").clamp(max=n_out - 1) + 1
-    empty = (b <= a) | (hi <= lo)
-    lo = torch.where(empty, lo.clamp(max=n_out - 1), lo)
-    return lo, torch.where(empty, lo, hi)
-
-
-def windows(cache: _Cache, ys: torch.Tensor, xs: torch.Tensor, size: int) -> dict[int, tuple]:
+def windows(cache: SweepCache, ys: torch.Tensor, xs: torch.Tensor, size: int) -> dict[int, tuple]:
     """Per spatial op: (window start per y position, per x position, length y, length x) at its output.
 
     The true changed interval is propagated exactly; the recomputed window has one length per op for all
@@ -257,13 +221,14 @@ def windows(cache: _Cache, ys: torch.Tensor, xs: torch.Tensor, size: int) -> dic
     iv = [(ys, ys + size), (xs, xs + size)]
     plan = {}
     for i, op in enumerate(cache.ops):
-        if op.kind == "pointwise":
+        if not op.spatial:
             continue
         starts, lengths, new = [], [], []
         for a in range(2):
-            lo, hi = _interval(iv[a][0], iv[a][1], op.k[a], op.s[a], op.p[a], op.n_out[a])
-            length = min(op.n_out[a], max(1, int((hi - lo).max())))
-            starts.append(lo.clamp(max=op.n_out[a] - length))
+            n_out = op.out_shape[1 + a]
+            lo, hi = output_span(iv[a][0], iv[a][1], op.k[a], op.s[a], op.p[a], n_out)
+            length = min(n_out, max(1, int((hi - lo).max())))
+            starts.append(lo.clamp(max=n_out - length))
             lengths.append(length)
             new.append((lo, hi))
         plan[i] = (starts[0], starts[1], lengths[0], lengths[1])
@@ -292,7 +257,7 @@ def _assemble(cache_pix: torch.Tensor, win: torch.Tensor, idx: torch.Tensor) -> 
     return buf.index_select(0, idx.reshape(-1)).reshape(*idx.shape, c)
 
 
-def incremental_chunk(cache: _Cache, plan, win0, iy, ix, ys, xs, channel):
+def incremental_chunk(cache: SweepCache, plan, win0, iy, ix, ys, xs, channel):
     """Recompute, for the positions (ys[iy], xs[ix]) of one group, only the windows their squares reach.
 
     Windows are channels-last (B, h, w, C). Returns the analysed layer's map of ``channel`` (B, H, W) and
@@ -302,17 +267,18 @@ def incremental_chunk(cache: _Cache, plan, win0, iy, ix, ys, xs, channel):
     wy0, wx0 = ys[iy], xs[ix]
     fmap = None
     for i, op in enumerate(cache.ops):
-        if op.kind == "pointwise":
+        if not op.spatial:
             src = win.permute(0, 3, 1, 2)
             win = op.module(src.clone() if shared else src).permute(0, 2, 3, 1)
         else:
             sy, sx, ly, lx = plan[i]
             oy0, ox0 = sy[iy], sx[ix]
             py0, px0 = oy0 * op.s[0], ox0 * op.s[1]  # patch start in padded input coordinates
-            mh, mw = (ly - 1) * op.s[0] + op.k[0], (lx - 1) * op.s[1] + op.k[1]
-            idx = _index(py0, px0, mh, mw, op.padded_w, wy0 + op.p[0], wx0 + op.p[1],
-                         win.shape[1], win.shape[2], op.cache.shape[0], shared)
-            patch = _assemble(op.cache, win, idx).permute(0, 3, 1, 2)  # channels-last NCHW view
+            mh, mw = input_span(0, ly, op.k[0], op.s[0], 0)[1], input_span(0, lx, op.k[1], op.s[1], 0)[1]
+            pix = cache.pixels[i]
+            idx = _index(py0, px0, mh, mw, cache.padded_w[i], wy0 + op.p[0], wx0 + op.p[1],
+                         win.shape[1], win.shape[2], pix.shape[0], shared)
+            patch = _assemble(pix, win, idx).permute(0, 3, 1, 2)  # channels-last NCHW view
             m = op.module
             if op.kind == "conv":
                 out = F.conv2d(patch, m.weight, m.bias, m.stride, 0, m.dilation, m.groups)

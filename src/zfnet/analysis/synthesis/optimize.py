@@ -11,8 +11,8 @@
 Both work in the model's input space (mean-subtracted pixels), on any ``nn.Module`` with layers by module
 path, and share one engine: per image a regularized objective ``obj_i(T_i(x_i)) - λ l2(x_i) - β_TV tv(x_i) -
 λ_α α-norm(x_i)`` (``T_i`` a random affine transformation when jitter / scale / rotate are on; the priors are
-:mod:`zfnet.analysis.regularizers`) ascended by Adam in a pixel or decorrelated Fourier parameterization
-(:mod:`zfnet.analysis.parameterization`), optionally blurred every ``blur_every`` steps (Yosinski et al.).
+:mod:`zfnet.analysis.synthesis.regularizers`) ascended by Adam in a pixel or decorrelated Fourier parameterization
+(:mod:`zfnet.analysis.synthesis.parameterization`), optionally blurred every ``blur_every`` steps (Yosinski et al.).
 
 Independence of the batch's images: image ``i``'s initial noise and its transformations come from its own
 generator, seeded from ``seed`` and the objective itself, its regularizers are its own, Adam keeps per-image
@@ -48,9 +48,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from zfnet.analysis import _hooks
-from zfnet.analysis import regularizers as R
-from zfnet.analysis.parameterization import Parameterization, random_affine
+from zfnet.analysis import hooks
+from zfnet.analysis.synthesis import regularizers as R
+from zfnet.analysis.synthesis.parameterization import Parameterization, random_affine
 
 __all__ = ["Objective", "Synthesis", "channel", "invert", "logit", "maximize", "parse", "unit"]
 
@@ -133,7 +133,7 @@ def _frozen(model: nn.Module):
     for p, _ in flags:
         p.requires_grad_(False)
     try:
-        with _hooks.eval_mode(model):
+        with hooks.eval_mode(model):
             yield model
     finally:
         for p, f in flags:
@@ -178,7 +178,7 @@ def _values(model: nn.Module, x: torch.Tensor, objs: Sequence[Objective], which:
         if layer is None:
             vals = _reduce(model(xs), sub)
         else:
-            outs, _ = _hooks.run(model, xs, [layer], reduce=lambda _p, out: _reduce(out, sub),
+            outs, _ = hooks.run(model, xs, [layer], reduce=lambda _p, out: _reduce(out, sub),
                                  call={layer: which[layer]}, stop=True)
             vals = outs[layer]
         v = v.index_put((idx,), vals)
@@ -212,7 +212,7 @@ def _optimize(model, objs: Sequence[Objective], seeds: Sequence[int], size: tupl
         raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk: expected None (all images at once) or an int >= 1, got {chunk!r}")
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     b = len(objs)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     P = Parameterization(param, *size, scale=scale, decorrelate=decorrelate, dtype=dtype, device=device)
@@ -232,7 +232,7 @@ def _optimize(model, objs: Sequence[Objective], seeds: Sequence[int], size: tupl
 
         it = bar(it, desc="synthesis", unit="step")
     with _frozen(model):
-        which = _hooks.calls(model, P.image(theta[:1]).detach(), layers, call) if layers else {}
+        which = hooks.calls(model, P.image(theta[:1]).detach(), layers, call) if layers else {}
         for step in it:
             idx = active.nonzero().flatten()
             if len(idx) == 0:
@@ -303,7 +303,7 @@ def maximize(model: nn.Module, objectives: Sequence[Objective | str], *, size: i
         raise ValueError("objectives: give at least one")
     for o in objs:
         if o.layer is not None:
-            _hooks.find_layer(model, o.layer)
+            hooks.find_layer(model, o.layer)
     seeds = [_seed(seed, o.key()) for o in objs]
     return _optimize(model, objs, seeds, _size(model, size), start, steps=steps, lr=lr, l2=l2, tv=tv, beta=beta,
                      alpha=alpha, alpha_weight=alpha_weight, jitter=jitter, scale_range=scale_range, rotate=rotate,
@@ -330,11 +330,11 @@ def invert(model: nn.Module, images: torch.Tensor, layers: str | Sequence[str], 
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ValueError("layers: give at least one layer")
-    dtype, device = _hooks.dtype_device(model)
+    dtype, device = hooks.dtype_device(model)
     x0 = images.to(device=device, dtype=dtype)
-    with torch.no_grad(), _hooks.eval_mode(model):
-        which = _hooks.calls(model, x0[:1], layers, call)
-        feats, _ = _hooks.run(model, x0, layers, reduce=lambda p, o: o.detach().clone(), call=which)
+    with torch.no_grad(), hooks.eval_mode(model):
+        which = hooks.calls(model, x0[:1], layers, call)
+        feats, _ = hooks.run(model, x0, layers, reduce=lambda p, o: o.detach().clone(), call=which)
     n = x0.shape[0]
     objs = [Objective("match", l, target=feats[l][i]) for i in range(n) for l in layers]
     seeds = [_seed(seed, f"invert|{l}|{i}") for i in range(n) for l in layers]

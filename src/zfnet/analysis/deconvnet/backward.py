@@ -1,6 +1,7 @@
-"""The fast deconvnet's three steps down one op, on receptive-field windows (private to
-:mod:`zfnet.analysis.deconv_engine`): *filter* (the transposed convolution), *unpool* (scatter at the cached
-switches) and, with ``lrn="gradient"``, the LRN's vector-Jacobian product.
+"""The fast deconvnet's backward on receptive-field windows (private to :mod:`zfnet.analysis.deconvnet.engine`):
+:func:`project_windows` walks a batch of units down the chain with three steps per op, *filter* (the
+transposed convolution), *unpool* (scatter at the cached switches) and, with ``lrn="gradient"``, the LRN's
+vector-Jacobian product; :func:`window_bytes` is the working set of one unit.
 
 Every function takes a batch of units' windows ``g`` (U, C, h, w), channels-last, and the cached per-image
 data of the op (switches / LRN factors) gathered at each unit's window rows and columns. Tricks for a CPU:
@@ -15,10 +16,57 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zfnet.analysis.chain import _Op
+from zfnet.analysis.chain import Op, input_span
 
 
-def conv_transpose(g: torch.Tensor, op: _Op, poly: dict, key) -> torch.Tensor:
+def project_windows(dn, end, py, px, n, ch, vals, sy, sx) -> torch.Tensor:
+    """Project a batch of units of the :class:`~zfnet.analysis.deconvnet.engine.Deconvnet` ``dn`` (its
+    cached switches / LRN factors) with the same window geometry ``py`` / ``px`` (:class:`AxisProfile`).
+    ``n`` / ``ch`` / ``vals``: each unit's image, channel and seed value; sy/sx: (U, end+1) clipped starts."""
+    ops = dn.ops
+    u = n.shape[0]
+    dev = vals.device
+    ar = torch.arange(u, device=dev)
+    g = vals.new_zeros((u, ops[end - 1].out_shape[0], 1, 1))
+    g[ar, ch, 0, 0] = vals
+    g = g.contiguous(memory_format=torch.channels_last)
+    for i in reversed(range(end)):
+        op = ops[i]
+        if op.kind == "relu":
+            g = g.clamp_(min=0)
+        elif op.kind == "lrn":
+            if dn.lrn == "gradient":
+                rows = sy[:, i, None] + torch.arange(py.lengths[i], device=dev)
+                cols = sx[:, i, None] + torch.arange(px.lengths[i], device=dev)
+                g = lrn_grad(g, dn.lrn_in[i], op.lrn, n, rows, cols)
+        elif op.kind == "pool":
+            rows = sy[:, i + 1, None] + torch.arange(py.lengths[i + 1], device=dev)
+            cols = sx[:, i + 1, None] + torch.arange(px.lengths[i + 1], device=dev)
+            g = unpool(g, dn.pool_idx[i], op.s, n, rows, cols, py.conv_off[i], px.conv_off[i], py.lengths[i],
+                       px.lengths[i])
+        elif op.kind == "conv":
+            g = conv_transpose(g.contiguous(memory_format=torch.channels_last), op, dn.polyphase, i)
+            oy, ox = py.conv_off[i], px.conv_off[i]
+            g = g[:, :, oy:oy + py.lengths[i], ox:ox + px.lengths[i]]
+    return g
+
+
+def window_bytes(ops, end, py, px, dtype) -> float:
+    """Bytes one unit's projection holds at its peak (the largest window, transposed-conv outputs included)."""
+    esz = torch.empty((), dtype=dtype).element_size()
+    worst = 0
+    for i in range(end + 1):
+        c = ops[i].in_shape[0] if i < end else ops[end - 1].out_shape[0]
+        worst = max(worst, c * py.lengths[i] * px.lengths[i])
+        if i < end and ops[i].kind == "conv":  # transposed conv output before slicing
+            op = ops[i]
+            hh = input_span(0, py.lengths[i + 1], op.k[0], op.s[0], 0)[1]
+            ww = input_span(0, px.lengths[i + 1], op.k[1], op.s[1], 0)[1]
+            worst = max(worst, op.in_shape[0] * hh * ww * (4 if op.in_shape[0] <= 8 else 1))
+    return worst * (3 * esz + 16)
+
+
+def conv_transpose(g: torch.Tensor, op: Op, poly: dict, key) -> torch.Tensor:
     """The transposed convolution of ``op`` (no bias) on ``g``; ``poly`` caches polyphase weights by ``key``."""
     w = op.weight.to(g.dtype)
     if op.groups == 1 and op.dilation == (1, 1) and op.s != (1, 1) and op.in_shape[0] <= 8:
@@ -58,7 +106,7 @@ def unpool(g: torch.Tensor, switches: torch.Tensor, stride: tuple[int, int], n, 
 def lrn_grad(g: torch.Tensor, fac: torch.Tensor, lrn: tuple[int, float, float, float], n, rows, cols) -> torch.Tensor:
     """Vector-Jacobian product of F.local_response_norm on the window (cross-channel, pointwise in space).
 
-    ``fac`` (3, N, H, W, C): the cached LRN input and factors (:func:`zfnet.analysis.chain._lrn_factors`);
+    ``fac`` (3, N, H, W, C): the cached LRN input and factors (:func:`zfnet.analysis.deconvnet.recorder.lrn_factors`);
     ``lrn``: (size, alpha, beta, k).
     """
     size, alpha, beta, k = lrn
