@@ -152,7 +152,7 @@ def test_windowed_tallies_equal_tallies_of_the_whole_upsampled_mask():
     """_tally_pairs upsamples each pair's window only: the same tallies as thresholding the whole resized map
     (maps with one, several or plateau values above the threshold; windows grouped by size, and the whole-map
     path when windows are large)."""
-    from zfnet.analysis.dissection.tally import _below, _tally_pairs, resize_maps
+    from zfnet.analysis.dissection.tally import below as _below, resize_maps, tally_pairs as _tally_pairs
 
     rng = np.random.default_rng(1)
     n_labels, sh, sw = 7, 64, 48

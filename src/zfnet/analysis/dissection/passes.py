@@ -47,9 +47,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from zfnet.analysis.dissection.tally import (below, iou_from_tallies, label_tally, percentile_from_top, quantile_k,
+                                             resize_maps, tally_pairs)
 from zfnet.analysis.hooks import calls, dtype_device, eval_mode, path_of, run
-from zfnet.analysis.dissection.tally import (_below, _label_tally, _tally_pairs, iou_from_tallies,
-                                             percentile_from_top, quantile_k, resize_maps)
 from zfnet.data.broden import Broden
 
 __all__ = ["Dissection", "dissect", "probe_loader", "quantile_k", "percentile_from_top", "iou_from_tallies",
@@ -243,7 +243,7 @@ def dissect(model: nn.Module, layers: Sequence[str], probe: Broden,
                         cache[p].append(outs[p])
             thr = {p: percentile_from_top(torch.sort(top[p], dim=1, descending=True).values, mm[p], quantile)
                    for p in paths}
-            thr32 = {p: _below(thr[p]) for p in paths}
+            thr32 = {p: below(thr[p]) for p in paths}
             del top
             # pass 2: tallies, only of the (image, unit) pairs whose map exceeds the threshold somewhere
             g = labelcat.shape[1]
@@ -254,7 +254,7 @@ def dissect(model: nn.Module, layers: Sequence[str], probe: Broden,
             for bi, (idx, groups) in enumerate(bar(zip(batches, segs), total=len(batches), unit="batch",
                                                    desc="dissect: tallies", disable=not progress)):
                 for _, seg, sc in groups:
-                    label_px += _label_tally(seg, sc, n_labels)
+                    label_px += label_tally(seg, sc, n_labels)
                 active = {p: image_max[p][idx[0] : idx[-1] + 1] > thr32[p][None, :] for p in paths}
                 if not any(bool(a.any()) for a in active.values()):
                     continue
@@ -265,7 +265,7 @@ def dissect(model: nn.Module, layers: Sequence[str], probe: Broden,
                         img, unit = active[p][pos_t].nonzero(as_tuple=True)
                         for s in range(0, len(img), pair_chunk):
                             i_c, u_c = img[s : s + pair_chunk], unit[s : s + pair_chunk]
-                            _tally_pairs(*tallies[p], outs[p][pos_t[i_c], u_c], i_c, u_c, thr32[p], seg, sc,
+                            tally_pairs(*tallies[p], outs[p][pos_t[i_c], u_c], i_c, u_c, thr32[p], seg, sc,
                                          labelcat, n_labels)
                 del outs
     finally:

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["quantile_k", "percentile_from_top", "iou_from_tallies", "resize_maps"]
+__all__ = ["below", "iou_from_tallies", "label_tally", "percentile_from_top", "quantile_k", "resize_maps", "tally_pairs"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -51,8 +51,8 @@ def iou_from_tallies(both: np.ndarray, units_cat: np.ndarray, labels: np.ndarray
     return both / denom
 
 
-def _below(t: torch.Tensor) -> torch.Tensor:
-    """float64 -> the largest float32 <= t. For a float32 ``x``: ``x > t  <=>  x > _below(t)``, so float32
+def below(t: torch.Tensor) -> torch.Tensor:
+    """float64 -> the largest float32 <= t. For a float32 ``x``: ``x > t  <=>  x > below(t)``, so float32
     maps are compared with a float64 threshold exactly as numpy compares them, without a float64 copy."""
     t32 = t.float()
     over = t32.double() > t
@@ -87,7 +87,7 @@ def resize_maps(maps: torch.Tensor, sh: int, sw: int) -> torch.Tensor:
     return torch.matmul(wy, rows.double()).float()
 
 
-def _label_tally(seg: torch.Tensor, scalars: torch.Tensor, n_labels: int) -> torch.Tensor:
+def label_tally(seg: torch.Tensor, scalars: torch.Tensor, n_labels: int) -> torch.Tensor:
     """(L,) pixels of each label in a group of images (seg (B, D, sh, sw), scalars (B, L)), label 0 excluded."""
     px = torch.bincount(seg.reshape(-1), minlength=n_labels).double()
     px[0] = 0
@@ -106,14 +106,14 @@ def _support(weights: torch.Tensor, hit: torch.Tensor) -> tuple[torch.Tensor, to
     return first, (last - first + 1).clamp_min(0)
 
 
-def _tally_pairs(both: torch.Tensor, units_cat: torch.Tensor, maps: torch.Tensor, images: torch.Tensor,
+def tally_pairs(both: torch.Tensor, units_cat: torch.Tensor, maps: torch.Tensor, images: torch.Tensor,
                  units: torch.Tensor, thr: torch.Tensor, seg: torch.Tensor, scalars: torch.Tensor,
                  labelcat: torch.Tensor, n_labels: int, group: int = 32) -> None:
     """Tally ``m`` (image, unit) pairs whose map exceeds the unit's threshold somewhere (the rest add 0).
 
     maps (m, h, w) the pairs' activation maps; images (m,) and units (m,) their image (a row of ``seg``)
     and unit; seg (B, D, sh, sw) int64 label planes; scalars (B, L) whole-image label counts; thr (U,)
-    float32 from :func:`_below`; ``both`` (U, L) and ``units_cat`` (U, G) float64 accumulate by
+    float32 from :func:`below`; ``both`` (U, L) and ``units_cat`` (U, G) float64 accumulate by
     ``index_add_``. Upsampling and thresholding are one batched op; the intersections one ``bincount`` over
     (pair, label) of the masked pixels' labels: no dense one-hot, no per-unit loop.
 
@@ -126,7 +126,7 @@ def _tally_pairs(both: torch.Tensor, units_cat: torch.Tensor, maps: torch.Tensor
     sh, sw = seg.shape[-2:]
     h, w = maps.shape[-2:]
     dev = maps.device
-    t = thr[units]  # thr: float32_below(thresholds), see _below
+    t = thr[units]  # thr: float32_below(thresholds), see below
     hit = maps > t[:, None, None]
     wy = torch.as_tensor(_resize_weights(h, sh), device=dev)
     wx = torch.as_tensor(_resize_weights(w, sw), device=dev)
