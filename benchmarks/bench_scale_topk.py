@@ -4,12 +4,12 @@ On a generated ImageNet-shaped prepared set (``_imagenet_like.make_prepared``: 1
 shards of 1,000 images, made in a temporary folder and deleted afterwards), each measurement runs in a fresh
 subprocess (peak RSS = the child's ``ru_maxrss``):
 
-* ``stream`` (the stage's own path, ``zfnet.visualize.stream.ValidationStream`` + ``top_activations``, then
+* ``stream`` (the stage's own path, ``zfnet.stages.visualize.stream.ValidationStream`` + ``top_activations``, then
   ``pick`` of the winners of 4 maps per layer, as ``zfnet.figures.deconv.export`` does): conv1..conv5 of our
   zfnet at 224 (width ``BENCH_WIDTH``, 0.25 by default so that 10 N images run in minutes on 2 cores), k = 9,
   batches of ``visualize.batch_size`` (64), at N and 10 N images, ``BENCH_REPEATS`` times each, interleaved;
 * ``stacked`` (the path before issue 24, for the record): every searched image decoded into one float tensor
-  (the old ``zfnet.visualize.network_inputs``), then the same search on that tensor, at N only (at 10 N it
+  (the old ``zfnet.stages.visualize.network_inputs``), then the same search on that tensor, at N only (at 10 N it
   would need 10x its memory).
 
 Targets: peak RSS at 10 N within 10 % of N's; time at 10 N at most 12x N's (median over repeats).
@@ -46,7 +46,7 @@ def _rss_mb() -> float:
 
 
 def stacked_inputs(prepared: Path, crop: int, n: int):
-    """The visualize stage's inputs before issue 24 (``zfnet.visualize.network_inputs``): n images, one tensor."""
+    """The visualize stage's inputs before issue 24 (``zfnet.stages.visualize.network_inputs``): n images, one tensor."""
     import numpy as np
     import torch
 
@@ -73,7 +73,7 @@ def child(mode: str, prepared: Path, n: int) -> dict:
     torch.set_num_threads(THREADS)
     from zfnet.analysis.topk import choose_maps, pick, top_activations
     from zfnet.models import build
-    from zfnet.visualize.stream import ValidationStream
+    from zfnet.stages.visualize.stream import ValidationStream
 
     torch.manual_seed(0)
     model = build("zfnet", 1000, width=WIDTH, input_size=CROP, init="kaiming").eval()

@@ -17,8 +17,8 @@ from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.prepare import prepare
 from zfnet.models import build
-from zfnet.visualize.occlusion import correctly_classified
-from zfnet.visualize.stream import ValidationStream
+from zfnet.stages.visualize.occlusion import correctly_classified
+from zfnet.stages.visualize.stream import ValidationStream
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,7 +34,7 @@ def prepared(tmp_path_factory):
 
 
 def stacked_inputs(prepared_dir, crop: int, n: int):
-    """The old ``zfnet.visualize.network_inputs``: the first n validation images stacked in one tensor."""
+    """The old ``zfnet.stages.visualize.network_inputs``: the first n validation images stacked in one tensor."""
     mean = torch.from_numpy(np.load(prepared_dir / "mean.npy")).float().permute(2, 0, 1)
     images, labels = [], []
     for shard in shards.shards(prepared_dir, "val"):

@@ -147,7 +147,7 @@ def export(
       ``images`` per checkpoint).
 
     ``images``: a (N, 3, H, W) float tensor, or a stream: an iterable of batches (re-iterable: one pass per
-    search) with ``take(indices)``, the images at ascending stream indices (e.g. ``zfnet.visualize.stream``'s
+    search) with ``take(indices)``, the images at ascending stream indices (e.g. ``zfnet.stages.visualize.stream``'s
     validation stream). The searches hold one batch at a time; afterwards only the images the figures show
     are fetched (at most ``layers x maps_per_layer x k``, and one per map and checkpoint for Fig. 4).
     """

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from zfnet.data.preprocess import center_crop
-from zfnet.visualize.stream import centre, mean_image
+from zfnet.stages.visualize.stream import centre, mean_image
 
 NAME = "correspondence"
 FOLDERS = ("correspondence",)

@@ -1,6 +1,6 @@
 """Visualize part ``deconv``: the layer-1 filters, our training's curves, Fig. 2 (top-k activations projected
 by the deconvnet, one pass over the stream) and Fig. 4 (the same maps at each saved checkpoint, a pass per
-checkpoint); Fig. 2's maps and rows are left for the synthesis part (:mod:`zfnet.visualize.fig2_rows`)."""
+checkpoint); Fig. 2's maps and rows are left for the synthesis part (:mod:`zfnet.stages.visualize.fig2_rows`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from zfnet.models.weights import load_model
-from zfnet.visualize import fig2_rows
+from zfnet.stages.visualize import fig2_rows
 
 NAME = "deconv"
 FOLDERS = ("filters", "training", "deconv", "evolution")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from zfnet.io import write_json
-from zfnet.visualize.stream import _Stream
+from zfnet.stages.visualize.stream import _Stream
 
 NAME = "occlusion"
 FOLDERS = ("occlusion",)

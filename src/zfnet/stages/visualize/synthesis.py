@@ -4,7 +4,7 @@ models, the deconv part's Fig. 2 maps synthesized beside their Fig. 2 rows, inve
 
 from __future__ import annotations
 
-from zfnet.visualize import fig2_rows
+from zfnet.stages.visualize import fig2_rows
 
 NAME = "synthesis"
 FOLDERS = ("synthesis",)
