@@ -5,11 +5,11 @@ shards of 1,000 images, made in a temporary folder and deleted afterwards), each
 subprocess (peak RSS = the child's ``ru_maxrss``):
 
 * ``stream`` (the stage's own path, ``zfnet.stages.visualize.stream.ValidationStream`` + ``top_activations``, then
-  ``pick`` of the winners of 4 maps per layer, as ``zfnet.figures.deconv.export`` does): conv1..conv5 of our
+  ``pick`` of the winners of 4 maps per layer, as ``zfnet.stages.visualize.deconv.fig2_and_fig4`` does): conv1..conv5 of our
   zfnet at 224 (width ``BENCH_WIDTH``, 0.25 by default so that 10 N images run in minutes on 2 cores), k = 9,
   batches of ``visualize.batch_size`` (64), at N and 10 N images, ``BENCH_REPEATS`` times each, interleaved;
 * ``stacked`` (the path before issue 24, for the record): every searched image decoded into one float tensor
-  (the old ``zfnet.stages.visualize.network_inputs``), then the same search on that tensor, at N only (at 10 N it
+  (the old ``zfnet.visualize.network_inputs``), then the same search on that tensor, at N only (at 10 N it
   would need 10x its memory).
 
 Targets: peak RSS at 10 N within 10 % of N's; time at 10 N at most 12x N's (median over repeats).
@@ -46,7 +46,7 @@ def _rss_mb() -> float:
 
 
 def stacked_inputs(prepared: Path, crop: int, n: int):
-    """The visualize stage's inputs before issue 24 (``zfnet.stages.visualize.network_inputs``): n images, one tensor."""
+    """The visualize stage's inputs before issue 24 (``zfnet.visualize.network_inputs``): n images, one tensor."""
     import numpy as np
     import torch
 
