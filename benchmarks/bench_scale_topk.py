@@ -4,8 +4,8 @@ On a generated ImageNet-shaped prepared set (``_imagenet_like.make_prepared``: 1
 shards of 1,000 images, made in a temporary folder and deleted afterwards), each measurement runs in a fresh
 subprocess (peak RSS = the child's ``ru_maxrss``):
 
-* ``stream`` (the stage's own path, ``zfnet.visualize.stream.ValidationStream`` + ``top_activations``, then
-  ``pick`` of the winners of 4 maps per layer, as ``zfnet.figures.deconv.export`` does): conv1..conv5 of our
+* ``stream`` (the stage's own path, ``zfnet.stages.visualize.stream.ValidationStream`` + ``top_activations``, then
+  ``pick`` of the winners of 4 maps per layer, as ``zfnet.stages.visualize.deconv.fig2_and_fig4`` does): conv1..conv5 of our
   zfnet at 224 (width ``BENCH_WIDTH``, 0.25 by default so that 10 N images run in minutes on 2 cores), k = 9,
   batches of ``visualize.batch_size`` (64), at N and 10 N images, ``BENCH_REPEATS`` times each, interleaved;
 * ``stacked`` (the path before issue 24, for the record): every searched image decoded into one float tensor
@@ -73,7 +73,7 @@ def child(mode: str, prepared: Path, n: int) -> dict:
     torch.set_num_threads(THREADS)
     from zfnet.analysis.topk import choose_maps, pick, top_activations
     from zfnet.models import build
-    from zfnet.visualize.stream import ValidationStream
+    from zfnet.stages.visualize.stream import ValidationStream
 
     torch.manual_seed(0)
     model = build("zfnet", 1000, width=WIDTH, input_size=CROP, init="kaiming").eval()

@@ -1,4 +1,4 @@
-"""Every visualize part in one process (zfnet.visualize.parts): what dvc.yaml's `visualize_<part>` stages run
+"""Every visualize part in one process (zfnet.stages.visualize.parts): what dvc.yaml's `visualize_<part>` stages run
 one each, e.g. on your own CNN. Usage: python pipelines/visualize.py [hydra overrides]"""
 
 import hydra
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
-from zfnet.visualize.parts import PARTS
+from zfnet.stages.visualize.parts import PARTS
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

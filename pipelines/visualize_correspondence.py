@@ -1,4 +1,4 @@
-"""DVC stage `visualize_correspondence`: Table 1 (zfnet.visualize.correspondence).
+"""DVC stage `visualize_correspondence`: Table 1 (zfnet.stages.visualize.correspondence).
 Usage: python pipelines/visualize_correspondence.py [hydra overrides]"""
 
 import hydra
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
-from zfnet.visualize import correspondence
+from zfnet.stages.visualize import correspondence
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,4 +1,4 @@
-"""DVC stage `visualize_deconv`: the layer-1 filters, training curves, Fig. 2 and Fig. 4 (zfnet.visualize.deconv).
+"""DVC stage `visualize_deconv`: the layer-1 filters, training curves, Fig. 2 and Fig. 4 (zfnet.stages.visualize.deconv).
 Usage: python pipelines/visualize_deconv.py [hydra overrides]"""
 
 import hydra
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
-from zfnet.visualize import deconv
+from zfnet.stages.visualize import deconv
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

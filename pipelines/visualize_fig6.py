@@ -1,4 +1,4 @@
-"""DVC stage `visualize_fig6`: Fig. 6 (Krizhevsky's model beside ours) (zfnet.visualize.fig6).
+"""DVC stage `visualize_fig6`: Fig. 6 (Krizhevsky's model beside ours) (zfnet.stages.visualize.fig6).
 Usage: python pipelines/visualize_fig6.py [hydra overrides]"""
 
 import hydra
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
-from zfnet.visualize import fig6
+from zfnet.stages.visualize import fig6
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,4 +1,4 @@
-"""DVC stage `visualize_invariance`: Fig. 5 and its curves (metrics/invariance) (zfnet.visualize.invariance).
+"""DVC stage `visualize_invariance`: Fig. 5 and its curves (metrics/invariance) (zfnet.stages.visualize.invariance).
 Usage: python pipelines/visualize_invariance.py [hydra overrides]"""
 
 import hydra
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
-from zfnet.visualize import invariance
+from zfnet.stages.visualize import invariance
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,4 +1,4 @@
-"""DVC stage `visualize_occlusion`: Fig. 7 and occlusion/boxes.json (zfnet.visualize.occlusion).
+"""DVC stage `visualize_occlusion`: Fig. 7 and occlusion/boxes.json (zfnet.stages.visualize.occlusion).
 Usage: python pipelines/visualize_occlusion.py [hydra overrides]"""
 
 import hydra
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
-from zfnet.visualize import occlusion
+from zfnet.stages.visualize import occlusion
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -1,4 +1,4 @@
-"""DVC stage `visualize_synthesis`: network-centric synthesis beside Fig. 2's maps (zfnet.visualize.synthesis).
+"""DVC stage `visualize_synthesis`: network-centric synthesis beside Fig. 2's maps (zfnet.stages.visualize.synthesis).
 Usage: python pipelines/visualize_synthesis.py [hydra overrides]"""
 
 import hydra
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from zfnet.schema import exit_on_config_error
 from zfnet.signals import terminate_gracefully
 from zfnet.stages.visualize import run
-from zfnet.visualize import synthesis
+from zfnet.stages.visualize import synthesis
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -149,7 +149,7 @@ READS = {
     "train_noclip": ["seed", "data", "model", "train", "trainer", "table3.epochs", "table3.width"],
     "table3": ["ablation"],
     "transfer": ["transfer", "data.resize", "data.crop", "model"],
-    # the visualize parts (zfnet.visualize.<part>): the stream's and the model's keys, then the part's own
+    # the visualize parts (zfnet.stages.visualize.<part>): the stream's and the model's keys, then the part's own
     "visualize_deconv": [*_VIS_STREAM, *_VIS_MODEL, "visualize.layers", "visualize.deconv", "visualize.checkpoints_dir",
                          "train.history_path", "seed"],
     "visualize_synthesis": [*_VIS_STREAM, *_VIS_MODEL, "visualize.synthesis"],

@@ -168,7 +168,7 @@ def test_sweep_restores_training_and_rejects_bad_input(model, images):
 
 
 def test_invariance_figures_are_pngs(model, images, tmp_path):
-    from zfnet.figures.sensitivity import plot_invariance
+    from zfnet.figures.invariance import plot_invariance
 
     df = invariance_sweep(model, images, [1, 2], {"translate": [-4, 0, 4], "rotate": [0, 90]})
     paths = plot_invariance(df, tmp_path / "inv")
@@ -181,7 +181,7 @@ def test_invariance_figures_are_pngs(model, images, tmp_path):
 
 def test_mean_curves_average_each_amount_over_the_images(model, images, tmp_path):
     from zfnet.analysis.invariance import mean_curves
-    from zfnet.visualize.invariance import write_invariance_curves
+    from zfnet.stages.visualize.invariance import write_invariance_curves
 
     df = invariance_sweep(model, images, [1, 2], {"translate": [4, -4, 0], "rotate": [0, 90]}, image_ids=["a", "b"])
     rows = df.to_dict("records")

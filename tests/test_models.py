@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
+from omegaconf import OmegaConf
 from torch import nn
 
 from zfnet.models import build, feature_shapes, names
@@ -253,7 +255,6 @@ def test_alexnet_param_count_analytic(alex_full):
 
 
 def test_alexnet_equals_torchvision_with_its_widths():
-    torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     ref = torchvision.models.alexnet(weights=None, num_classes=10).eval()
     ours = build("alexnet", 10, conv_maps=[64, 192, 384, 256, 256], lrn=None, dropout=0.5).eval()
@@ -399,8 +400,7 @@ def test_table3_rows_build_and_run(arch, row):
 
 
 def test_remove_accepts_layer_numbers_and_config_containers():
-    omegaconf = pytest.importorskip("omegaconf")
-    cfg = omegaconf.OmegaConf.create(
+    cfg = OmegaConf.create(
         {"remove": [3, "4"], "lrn": {"size": 3}, "conv_maps": [8, 8, 8, 8, 8], "fc_units": [16, 16], "input_size": 64}
     )
     model = build("zfnet", 4, **cfg)

@@ -218,31 +218,37 @@ def test_unknown_module_falls_back_to_full():
         occlusion_maps(model, x, 1, 16, 8, method="incremental")
 
 
-def test_export_writes_figures_and_tables(tmp_path):
+def test_writers_write_figures_and_tables_from_the_analyses_results(tmp_path):
     from PIL import Image
 
-    from zfnet.figures.sensitivity import export
+    from zfnet.analysis.correspondence import correspondence_table
+    from zfnet.analysis.invariance import invariance_sweep
+    from zfnet.analysis.occlusion.images import occlude_images
+    from zfnet.figures.correspondence import write_correspondence
+    from zfnet.figures.invariance import plot_invariance
+    from zfnet.figures.occlusion import write_occlusion
 
     model = _model("zfnet", 64)
     images = torch.stack([_image(64, seed=s) for s in range(2)])
+    names = ["000", "001"]
+    maps = occlude_images(model, images, [1, 2], size=16, stride=16, project=False, names=names)
+    assert [m["target"] for m in maps] == [1, 2] and [(m["size"], m["stride"]) for m in maps] == [(16, 16)] * 2
+    figures = {"occlusion": write_occlusion(images, maps, tmp_path / "figures" / "occlusion", names,
+                                            class_names=[f"c{i}" for i in range(10)])}
+    df = invariance_sweep(model, images, [1, 2], {"translate": [-8, 0, 8], "rotate": [0, 90]})
+    figures["invariance"] = plot_invariance(df, tmp_path / "figures" / "invariance")
     lm = {"right_eye": torch.tensor([[20.0, 22.0]] * 3), "nose": torch.tensor([[32.0, 40.0]] * 3)}
-    res = export(
-        model, images, [1, 2], tmp_path / "figures", class_names=[f"c{i}" for i in range(10)],
-        occlusion={"size": 16, "stride": 16, "project": False},
-        invariance={"transforms": {"translate": [-8, 0, 8], "rotate": [0, 90]}},
-        correspondence_images=torch.stack([_image(64, seed=s) for s in range(3)]), landmarks=lm,
-        correspondence={"size": 10, "repeats": 2}, tables_dir=tmp_path / "tables",
-    )
-    figures, tables, maps = res
-    assert sorted(figures) == ["correspondence", "invariance", "occlusion"]
-    assert len(figures["occlusion"]) == 2 and len(figures["invariance"]) == 2
+    table = correspondence_table(model, torch.stack([_image(64, seed=s) for s in range(3)]), lm, size=10, repeats=2)
+    figures["correspondence"] = write_correspondence(table, tmp_path / "figures" / "correspondence",
+                                                     tmp_path / "tables")
+    assert [p.rsplit("/", 2)[1:] for p in figures["occlusion"]] == [["occlusion", "occlusion_000.png"],
+                                                                    ["occlusion", "occlusion_001.png"]]
+    assert len(figures["invariance"]) == 2 and len(figures["correspondence"]) == 1
     for paths in figures.values():
         for p in paths:
             with Image.open(p) as im:
                 assert im.format == "PNG"
-    assert sorted(tables) == ["correspondence", "invariance", "occlusion"]
-    assert list(tables["occlusion"]["label"]) == [1, 2] and len(maps) == 2
-    assert list(tables["correspondence"]["occlusion"]) == ["Right eye", "Nose", "Random"]
+    assert list(table["occlusion"]) == ["Right eye", "Nose", "Random"]
     assert (tmp_path / "tables" / "table1_correspondence.md").exists()
     assert (tmp_path / "tables" / "table1_correspondence.csv").exists()
     leftovers = [p for p in (tmp_path / "figures").rglob(".*")]

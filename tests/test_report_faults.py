@@ -20,7 +20,7 @@ from helpers import photo_folder, user_model_config
 from PIL import Image
 
 from zfnet.report import display_frame, git_state, log_summary, write_report
-from zfnet.visualize.occlusion import occlusion_vs_boxes
+from zfnet.stages.visualize.occlusion import occlusion_vs_boxes
 
 
 # --- 1. the loss panel -----------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def test_box_xmls_where_config_points(tmp_path):
 def test_occlusion_images_are_those_the_model_classifies_correctly(tmp_path):
     """A model that always answers "dog": the occlusion figures are of the dog images only, as many as
     there are when fewer than configured."""
-    from zfnet.visualize.parts import run
+    from zfnet.stages.visualize.parts import run
 
     photo_folder(tmp_path, 2, (40, 40))
     weights = tmp_path / "dog.pt"

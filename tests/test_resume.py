@@ -217,7 +217,7 @@ def test_evolution_checkpoints_hold_the_weights_of_their_epoch_only(tiny_cfg, pr
     to model.pt at the last), the run's fingerprint, no optimizer or loop state; every analysis reads it."""
     from zfnet.claims.collect import _checkpoint_weights, layer_weights
     from zfnet.training.checkpoints import RUN_KEY
-    from zfnet.visualize.deconv import checkpoints_by_epoch
+    from zfnet.stages.visualize.deconv import checkpoints_by_epoch
 
     cfg = configure(tiny_cfg, prepared_dir, out="M")
     interrupted(monkeypatch, cfg, "m.json", "h.csv", at_epoch=2)  # last.ckpt: the full state after epoch 1

@@ -46,7 +46,7 @@ def configure(cfg, prepared_and_model, **synthesis):
 
 def test_stage_synthesizes_the_fig2_maps_every_class_and_inversions(tiny_cfg, prepared_and_model, tmp_path):
     from zfnet.stages.visualize import run
-    from zfnet.visualize.parts import PARTS
+    from zfnet.stages.visualize.parts import PARTS
 
     cfg = configure(tiny_cfg, prepared_and_model, inversion_images=2)
     cfg.wandb.mode = "offline"
@@ -87,7 +87,7 @@ def test_stage_synthesizes_the_fig2_maps_every_class_and_inversions(tiny_cfg, pr
 
 def test_disabled_writes_no_synthesis(tiny_cfg, prepared_and_model):
     from zfnet.stages.visualize import run
-    from zfnet.visualize.parts import PARTS
+    from zfnet.stages.visualize.parts import PARTS
 
     cfg = configure(tiny_cfg, prepared_and_model, enabled=False)
     cfg.wandb.mode = "disabled"
@@ -99,7 +99,7 @@ def test_disabled_writes_no_synthesis(tiny_cfg, prepared_and_model):
 def test_a_user_model_synthesizes_its_outputs_up_to_the_cap_at_its_layers(tmp_path):
     """A torchvision model from config: classes are its outputs (capped by ``max_classes``), layers the
     user's ``visualize.layers`` (the Fig. 2 layers)."""
-    from zfnet.visualize.parts import run
+    from zfnet.stages.visualize.parts import run
 
     photo_folder(tmp_path, 1, (40, 40))
     import torchvision
@@ -135,7 +135,7 @@ def test_synthesis_keys_are_range_checked_before_any_work(tiny_cfg, key, value, 
 
     from zfnet.schema import ConfigError
     from zfnet.stages.visualize import run
-    from zfnet.visualize.parts import PARTS
+    from zfnet.stages.visualize.parts import PARTS
 
     OmegaConf.update(tiny_cfg, f"visualize.synthesis.{key}", value, merge=False)
     with pytest.raises(ConfigError) as err:

@@ -178,13 +178,15 @@ def test_receptive_field_of_a_torchvision_model():
 def test_export_writes_fig2_and_fig4_with_a_faithful_index(tmp_path, images):
     from PIL import Image
 
-    from zfnet.figures.deconv import export, fig6
+    from zfnet.analysis.deconvnet.top_projections import conv2_projections
+    from zfnet.figures.deconv import fig6
+    from zfnet.stages.visualize.deconv import fig2_and_fig4
 
     torch.manual_seed(7)
     final = build("zfnet", 10, width=0.125, input_size=64, init="kaiming")
     early = build("zfnet", 10, width=0.125, input_size=64, init="kaiming")
-    out = export(final, images, tmp_path, maps_per_layer=2, k=4, layers=("conv1", "conv3", "conv5"),
-                 checkpoints={"epoch 1": early, "epoch 5": final})
+    out = fig2_and_fig4(final, images, tmp_path, maps_per_layer=2, k=4, layers=("conv1", "conv3", "conv5"),
+                        checkpoints={"epoch 1": early, "epoch 5": final})
     assert sorted(out) == ["deconv", "evolution", "maps", "rows"]
     assert [p.split("/")[-1] for p in out["deconv"]] == ["conv1.png", "conv3.png", "conv5.png"]
     for p in out["deconv"] + out["evolution"]:
@@ -208,7 +210,7 @@ def test_export_writes_fig2_and_fig4_with_a_faithful_index(tmp_path, images):
     for c, per_ckpt in zip(evo["conv3"]["maps"], evo["conv3"]["units"]):
         assert per_ckpt[0]["image_index"] == int(early_top.image_index[c, 0])
     assert not list(tmp_path.rglob(".*tmp*"))  # atomic writes leave no temp files
-    paths = fig6({"alexnet": build("alexnet", 10, width=0.125, input_size=64), "zfnet": final}, images, tmp_path,
-                 n_maps=4)
+    models = {"alexnet": build("alexnet", 10, width=0.125, input_size=64), "zfnet": final}
+    paths = fig6({label: conv2_projections(m, images, n_maps=4) for label, m in models.items()}, tmp_path)
     assert [p.split("/")[-1] for p in paths] == ["filters_alexnet.png", "conv2_alexnet.png", "filters_zfnet.png",
                                                  "conv2_zfnet.png", "fig6.png"]

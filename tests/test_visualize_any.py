@@ -6,7 +6,7 @@ import pytest
 from helpers import photo_folder, user_model_config
 from PIL import Image
 
-from zfnet.visualize.parts import run
+from zfnet.stages.visualize.parts import run
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -13,9 +13,10 @@ import pytest
 import torch
 from helpers import photo_folder, user_model_config
 
-from zfnet.visualize import fig2_rows, index
-from zfnet.visualize.context import run_parts
-from zfnet.visualize.parts import PARTS, run
+from zfnet.figures import index
+from zfnet.stages.visualize import fig2_rows
+from zfnet.stages.visualize.context import run_parts
+from zfnet.stages.visualize.parts import PARTS, run
 
 
 def test_fig2_rows_round_trip_and_same_bytes_each_time(tmp_path):

@@ -17,8 +17,8 @@ from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
 from zfnet.data.prepare import prepare
 from zfnet.models import build
-from zfnet.visualize.occlusion import correctly_classified
-from zfnet.visualize.stream import ValidationStream
+from zfnet.stages.visualize.occlusion import correctly_classified
+from zfnet.stages.visualize.stream import ValidationStream
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,14 +61,14 @@ def files(folder):
 
 @pytest.mark.parametrize("n, batch_size", [(12, 64), (12, 5), (15, 4)])
 def test_fig2_and_fig4_from_the_stream_equal_the_stacked_path_byte_for_byte(prepared, tmp_path, n, batch_size):
-    from zfnet.figures.deconv import export
+    from zfnet.stages.visualize.deconv import fig2_and_fig4
 
     final, early = models()
     kw = dict(maps_per_layer=3, k=4, layers=("conv1", "conv3", "conv5"), seed=1)
     ref, _ = stacked_inputs(prepared, CROP, n)
-    export(final, ref, tmp_path / "stacked", checkpoints={"epoch 1": early, "epoch 5": final}, **kw)
+    fig2_and_fig4(final, ref, tmp_path / "stacked", checkpoints={"epoch 1": early, "epoch 5": final}, **kw)
     stream = ValidationStream(prepared, CROP, n, batch_size)
-    export(final, stream, tmp_path / "stream", checkpoints={"epoch 1": early, "epoch 5": final}, **kw)
+    fig2_and_fig4(final, stream, tmp_path / "stream", checkpoints={"epoch 1": early, "epoch 5": final}, **kw)
     old, new = files(tmp_path / "stacked"), files(tmp_path / "stream")
     assert sorted(old) == sorted(new) and len(old) == 8  # 3 + 3 PNGs, 2 index.json
     assert [name for name in old if old[name] != new[name]] == []

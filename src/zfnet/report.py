@@ -200,10 +200,10 @@ def tables(cfg) -> dict[str, tuple[Path | None, pd.DataFrame]]:
 
 
 def figure_groups(figures_dir: str | Path, extra_groups: Sequence[str | Path] = ()) -> dict[str, list[Path]]:
-    """Figure group -> image files: the groups the visualize parts list (``zfnet.visualize.index``: files in
+    """Figure group -> image files: the groups the visualize parts list (``zfnet.figures.index``: files in
     their order), and every other folder under ``figures_dir`` holding images (a figure writer added later
     shows up by itself); known groups in the paper's order, then the others by name."""
-    from zfnet.visualize import index as figure_index
+    from zfnet.figures import index as figure_index
 
     figures_dir = Path(figures_dir)
     index = figure_index.read(figures_dir)

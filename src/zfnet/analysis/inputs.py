@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from zfnet.data.crops import crop_offsets
+from zfnet.data.mean_image import read_mean_image
 from zfnet.data.preprocess import center_crop
 
 __all__ = ["IMAGE_SUFFIXES", "image_folder", "load_images"]
@@ -61,7 +62,7 @@ def _mean(mean, resize: int, crop: int) -> torch.Tensor:
     if mean is None:
         return torch.zeros(3, 1, 1)
     if isinstance(mean, (str, Path)):
-        mean = np.load(mean)
+        mean = read_mean_image(mean, "mean", (resize, crop))
     m = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
     if m.numel() in (1, 3):
         return m.reshape(-1, 1, 1)

@@ -212,10 +212,9 @@ class ShardDataModule(pl.LightningDataModule):
         return len(json.loads((self.prepared_dir / "classes.json").read_text())["wnids"])
 
     def setup(self, stage: str | None = None) -> None:
-        mean_path = self.prepared_dir / "mean.npy"
-        if not mean_path.is_file():
-            raise FileNotFoundError(f"{mean_path}: missing; run the prepare stage first")
-        self.mean = torch.from_numpy(np.load(mean_path)).float().permute(2, 0, 1).contiguous()
+        from zfnet.data.mean_image import read_mean_image
+
+        self.mean = read_mean_image(self.prepared_dir / "mean.npy", "prepare.out_dir").contiguous()
         self._mean10 = {}
         if self.crop > self.mean.shape[-1]:
             raise ValueError(f"data.crop={self.crop} is larger than the prepared images ({self.mean.shape[-1]})")

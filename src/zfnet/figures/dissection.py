@@ -4,7 +4,7 @@ their top images (the unit's activation above its threshold outlined, the concep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from zfnet.analysis.dissection.tally import resize_maps
 from zfnet.io import atomic_path
 
-__all__ = ["layer_table", "top_units", "plot_detectors", "plot_units", "unit_maps"]
+__all__ = ["layer_table", "top_units", "plot_detectors", "plot_units"]
 
 CATEGORY_COLOURS = {"object": "#4c72b0", "scene": "#55a868", "part": "#c44e52", "material": "#8172b2",
                     "texture": "#ccb974", "color": "#64b5cd"}
@@ -71,17 +71,6 @@ def plot_detectors(table: pd.DataFrame, categories: Sequence[str], out: str | Pa
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, Path(out))
-
-
-@torch.no_grad()
-def unit_maps(model: torch.nn.Module, layers: Sequence[str], images: Callable[[Sequence[int]], torch.Tensor],
-              idx: Sequence[int], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Per layer: (len(idx), units, h, w) activations for the probe images ``idx`` (one forward)."""
-    from zfnet.analysis.hooks import eval_mode, run
-
-    with eval_mode(model):
-        outs, _ = run(model, images(list(idx)).to(device), list(layers), reduce=lambda _p, o: o.detach())
-    return {l: (a.float().cpu()[:, :, None, None] if a.dim() == 2 else a.float().cpu()) for l, a in outs.items()}
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:

@@ -25,10 +25,8 @@ def filter_grid(weight: torch.Tensor, nrow: int | None = None, upscale: int = 4)
     return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def save_filters(model: torch.nn.Module, path: str | Path, layer: str | None = None) -> Path:
-    """Write the filter grid of ``layer`` (default: the model's first conv) as a PNG, atomically."""
-    from zfnet.analysis.filters import first_conv
-
+def save_filters(weight: torch.Tensor, path: str | Path) -> Path:
+    """Write the filter grid of ``weight`` (out, 3, k, k) as a PNG, atomically."""
     with atomic_path(path) as tmp:
-        Image.fromarray(filter_grid(first_conv(model, layer)[1].weight)).save(tmp)
+        Image.fromarray(filter_grid(weight)).save(tmp)
     return Path(path)

@@ -15,16 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from zfnet.io import atomic_path
+from zfnet.figures.tiles import save_figure
 
 __all__ = ["plot_learning_curves", "plot_training", "save_figure"]
-
-
-def save_figure(fig, path) -> str:
-    """Save a matplotlib ``Figure`` as PNG at ``path`` atomically; returns the path."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight")
-    return str(path)
 
 
 def _figure(width: float, height: float):

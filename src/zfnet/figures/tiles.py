@@ -31,6 +31,13 @@ def save_png(img: np.ndarray | Image.Image, path: str | Path) -> Path:
     return Path(path)
 
 
+def save_figure(fig, path) -> str:
+    """Save a matplotlib ``Figure`` as PNG at ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight")
+    return str(path)
+
+
 def save_json(obj, path: str | Path) -> Path:
     return write_text(path, json.dumps(obj, indent=1))
 

@@ -3,7 +3,7 @@
 * :func:`before_after`: top-9 deconvnet projections of the same few maps of one layer in the source
   model and in the fine-tuned one (``top9_before/<layer>.png``, ``top9_after/<layer>.png``: Fig. 2's layout,
   :func:`zfnet.figures.deconv.fig2`), with the overlap of each map's top-9 image sets;
-* :func:`occlusion_per_class`: Fig. 7's occlusion figure (:func:`zfnet.figures.sensitivity.export`) for one
+* :func:`occlusion_per_class`: Fig. 7's occlusion figure (:mod:`zfnet.figures.occlusion`) for one
   image of each class, correctly classified by the fine-tuned model when one is.
 
 ``images``: a (N, 3, crop, crop) tensor of network inputs or a stream of them
@@ -19,9 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zfnet.analysis.occlusion.images import occlude_images
+from zfnet.analysis.deconvnet.top_projections import top_projections
 from zfnet.analysis.topk import choose_maps, top_activations
 from zfnet.figures.deconv import fig2
-from zfnet.figures.sensitivity import export as sensitivity_export
+from zfnet.figures.occlusion import write_occlusion
 
 __all__ = ["before_after", "occlusion_per_class"]
 
@@ -55,8 +57,7 @@ def before_after(source: nn.Module, tuned: nn.Module, images, out_dir: str | Pat
     chosen = choose_maps(t0[layer], maps, seed)
     paths = []
     for tag, model, t in (("before", source, t0), ("after", tuned, t1)):
-        p, _ = fig2(model, images, out_dir / f"top9_{tag}", k=k, layers=[layer], mean=mean, topk=t,
-                    maps={layer: chosen})
+        p, _ = fig2(top_projections(model, images, t, {layer: chosen}), out_dir / f"top9_{tag}", mean=mean)
         paths += p
     per_map = {}
     for c in chosen:
@@ -76,7 +77,6 @@ def occlusion_per_class(model: nn.Module, images, labels: torch.Tensor, out_dir:
         right = [i for i in of_class if int(predicted[i]) == c]
         if of_class:
             chosen.append((right or of_class)[0])
-    result = sensitivity_export(model, _take(images, chosen), labels[chosen], out_dir, class_names=list(classes),
-                                occlusion={"layer": layer}, invariance=False,
-                                image_names=[classes[int(labels[i])] for i in chosen], mean=mean)
-    return result.figures.get("occlusion", [])
+    picked, names = _take(images, chosen), [classes[int(labels[i])] for i in chosen]
+    maps = occlude_images(model, picked, labels[chosen], layer=layer, names=names)
+    return write_occlusion(picked, maps, Path(out_dir) / "occlusion", names, class_names=list(classes), mean=mean)

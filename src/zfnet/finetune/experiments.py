@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from zfnet.data.mean_image import read_mean_image
 from zfnet.data.image_files import FileStream, ImageFiles, check, side_loader
 from zfnet.figures.finetune import plot_training
 from zfnet.finetune.labels import Labelled, read_labelled, read_unlabelled
@@ -60,14 +61,7 @@ def _mean_std(f, resize: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The source model's input normalization: ``finetune.mean`` (a mean.npy image or 3 values) and ``std``."""
     m = f.mean
     if isinstance(m, str):
-        path = Path(m)
-        if not path.is_file():
-            raise FileNotFoundError(f"finetune.mean={m!r}: mean image not found (the prepare stage writes it)")
-        arr = torch.from_numpy(np.load(path)).float()
-        if arr.ndim != 3 or arr.shape[-1] != 3 or arr.shape[0] != resize or arr.shape[1] != resize:
-            raise ValueError(f"finetune.mean={m!r}: expected a ({resize}, {resize}, 3) mean image (data.resize), "
-                             f"got shape {tuple(arr.shape)}")
-        mean = arr.permute(2, 0, 1)
+        mean = read_mean_image(m, "finetune.mean", (resize,), or_else="give 3 values, or null")
     else:
         values = list(m) if m is not None else [0.0, 0.0, 0.0]
         if len(values) != 3:

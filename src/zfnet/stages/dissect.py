@@ -27,16 +27,25 @@ def _model(c):
     return build_model(c, 1000)
 
 
+def _unit_maps(model, layers, images, idx, device) -> dict:
+    """Per layer: (len(idx), units, h, w) activations for the probe images ``idx`` (one forward)."""
+    import torch
+
+    from zfnet.analysis.hooks import eval_mode, run
+
+    with torch.no_grad(), eval_mode(model):
+        outs, _ = run(model, images(list(idx)).to(device), list(layers), reduce=lambda _p, o: o.detach())
+    return {l: (a.float().cpu()[:, :, None, None] if a.dim() == 2 else a.float().cpu()) for l, a in outs.items()}
 
 
 def _mean(c):
-    """``dissect.mean``: a file (our ``mean.npy``), one or 3 values, or null; a missing file is an error."""
+    """``dissect.mean``: a file (our ``mean.npy``, read as (s, s, 3)), one or 3 values, or null."""
     mean = c.get("mean")
     if isinstance(mean, str):
-        if not Path(mean).is_file():
-            raise FileNotFoundError(f"dissect.mean: {mean} not found (run the prepare stage, or give 3 values "
-                                    "for a model of your own, or null)")
-        return mean
+        from zfnet.data.mean_image import read_mean_image
+
+        m = read_mean_image(mean, "dissect.mean", or_else="give 3 values for a model of your own, or null")
+        return m.permute(1, 2, 0).numpy()  # the file's (s, s, 3) layout: the probe loader averages it per channel
     return None if mean is None else [float(m) for m in (mean if hasattr(mean, "__len__") else [mean] * 3)]
 
 
@@ -87,7 +96,7 @@ def run(cfg: DictConfig) -> dict:
     tops = {layer: {int(u): list(d.top_images(layer, int(u), k)) for u in top.loc[top["layer"] == layer, "unit"]}
             for layer in layers}
     flat = sorted({i for t in tops.values() for v in t.values() for i in v})
-    acts = figs.unit_maps(model.to(device), layers, images, flat, device)  # one forward for all the figures
+    acts = _unit_maps(model.to(device), layers, images, flat, device)  # one forward for all the figures
     links = []
     for layer in layers:
         sel = top[top["layer"] == layer]

@@ -23,5 +23,12 @@ def run(cfg: DictConfig, metrics_path: str | None = None, history_path: str | No
         cfg = cfg.copy()
         cfg.train.out_dir = str(out_dir)
     return run_train(cfg, cfg.prepare.out_dir, metrics_path, history_path,
-                     job_type="ablation" if variant else "train", run_name=variant)
+                     job_type="ablation" if variant else "train", run_name=variant, epoch_images=epoch_images)
+
+
+def epoch_images(model) -> dict:
+    """What W&B shows after each epoch: the layer-1 filters (``filters/conv1``)."""
+    from zfnet.figures.filters import filter_grid
+
+    return {"filters/conv1": filter_grid(model.weight_layer("conv1").weight)}
 

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
-from zfnet.figures.filters import filter_grid
 from zfnet.closure import PACKAGE_DIR, import_closure, source_digest
 from zfnet.data.datamodule import ShardDataModule
 from zfnet.io import atomic_path, write_text
@@ -55,7 +55,8 @@ RUN_FILES = ("model.pt", "run_config.json", "logs")  # besides every *.ckpt; "lo
 
 
 class EpochReport(pl.Callback):
-    """Per-epoch history CSV (atomic rewrite) and the layer-1 filters image to W&B.
+    """Per-epoch history CSV (atomic rewrite) and the images ``images(model)`` draws (``{key: uint8 array}``,
+    e.g. the layer-1 filters: ``zfnet.stages.train``) to W&B.
 
     Runs at the end of each training epoch, after that epoch's validation and before the module resets
     its training metrics (Lightning calls callbacks' on_train_epoch_end before the module's, and the
@@ -63,8 +64,9 @@ class EpochReport(pl.Callback):
     rows are this callback's checkpoint state: a resumed run restores them without reading the CSV.
     """
 
-    def __init__(self, history_path: Path, tracker: Tracker):
+    def __init__(self, history_path: Path, tracker: Tracker, images: Callable | None = None):
         self.history_path, self.tracker, self.rows = Path(history_path), tracker, []
+        self.images = images
 
     @property
     def state_key(self) -> str:  # fixed, so subclasses (tests) and renames still restore the rows
@@ -90,8 +92,8 @@ class EpochReport(pl.Callback):
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(self.rows)
-        self.tracker.image("filters/conv1", filter_grid(pl_module.model.weight_layer("conv1").weight),
-                           caption=f"epoch {row['epoch']}")
+        for key, image in (self.images(pl_module.model) if self.images else {}).items():
+            self.tracker.image(key, image, caption=f"epoch {row['epoch']}")
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -300,7 +302,9 @@ def apply_plan(plan: ResumePlan) -> Path | None:
 # ----------------------------------------------------------------------------------------------- train
 
 def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path: str | Path,
-          job_type: str = "train", run_name: str | None = None) -> dict:
+          job_type: str = "train", run_name: str | None = None, epoch_images: Callable | None = None) -> dict:
+    """Train ``cfg``'s model on the prepared shards (resuming a run of the same fingerprint); writes the
+    metrics and the history. ``epoch_images``: model -> ``{W&B key: uint8 image}``, logged after each epoch."""
     from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
     # 1. everything that can fail on a bad configuration, before train.out_dir is touched
@@ -336,7 +340,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     tracker = start_run(cfg, job_type, name=run_name)
     tracker.use_artifact(*mean_image_artifact(cfg, prepared_dir))  # lineage: the prepare run's mean image
     try:
-        report = EpochReport(history_path, tracker)
+        report = EpochReport(history_path, tracker, epoch_images)
         logger = WandbLogger(experiment=tracker.run, log_model=False) if tracker.run else CSVLogger(str(out_dir), name="logs")
         progress, bar = trainer_progress()  # Lightning's bar on a terminal, log lines with rate and ETA without
         trainer = pl.Trainer(

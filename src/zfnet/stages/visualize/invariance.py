@@ -12,17 +12,17 @@ FOLDERS = ("invariance",)
 
 
 def run(ctx) -> dict[str, list[str]]:
-    from zfnet.figures import sensitivity as figures_sensitivity
+    from zfnet.analysis.invariance import invariance_sweep
+    from zfnet.figures.invariance import plot_invariance
 
     v = ctx.v
     images, labels = ctx.stream.head(int(v.invariance.images))
-    sens = figures_sensitivity.export(
-        ctx.model, images, labels, ctx.out, class_names=ctx.classes, occlusion=False,
-        invariance={"max_images": int(v.invariance.images), **({} if ctx.own else {"layers": [ctx.layers[0], ctx.layers[-1]]})},
-        mean=ctx.mean)
-    if "invariance" in sens.tables and v.get("curves_dir"):
-        write_invariance_curves(sens.tables["invariance"], v.curves_dir)
-    return sens.figures
+    layers = ("conv1", "fc7") if ctx.own else (ctx.layers[0], ctx.layers[-1])  # Fig. 5: layers 1 and 7
+    df = invariance_sweep(ctx.model, images, labels, layers=layers, image_ids=[f"{i:03d}" for i in range(len(images))])
+    figures = {"invariance": plot_invariance(df, ctx.out / "invariance")}
+    if v.get("curves_dir"):
+        write_invariance_curves(df, v.curves_dir)
+    return figures
 
 
 def write_invariance_curves(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:

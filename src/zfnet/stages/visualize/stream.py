@@ -15,6 +15,7 @@ import torch
 
 from zfnet.data import shards
 from zfnet.data.crops import crop_offsets
+from zfnet.data.mean_image import read_mean_image
 
 
 def centre(x: torch.Tensor, crop: int) -> torch.Tensor:
@@ -24,8 +25,8 @@ def centre(x: torch.Tensor, crop: int) -> torch.Tensor:
 
 
 def mean_image(prepared_dir: str | Path) -> torch.Tensor:
-    """The prepare stage's mean image (``mean.npy``, H x W x 3) as a (3, H, W) float tensor."""
-    return torch.from_numpy(np.load(Path(prepared_dir) / "mean.npy")).float().permute(2, 0, 1)
+    """The prepare stage's mean image (``<prepare.out_dir>/mean.npy``) as a (3, H, W) float tensor."""
+    return read_mean_image(Path(prepared_dir) / "mean.npy", "prepare.out_dir")
 
 
 class _Stream:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from zfnet.data.preprocess import center_crop
-from zfnet.visualize.stream import centre, mean_image
+from zfnet.stages.visualize.stream import centre, mean_image
 
 NAME = "correspondence"
 FOLDERS = ("correspondence",)
@@ -20,7 +20,8 @@ FOLDERS = ("correspondence",)
 def run(ctx) -> dict[str, list[str]]:
     if not ctx.own or ctx.folder:
         return {}
-    from zfnet.figures import sensitivity as figures_sensitivity
+    from zfnet.analysis.correspondence import correspondence_table
+    from zfnet.figures.correspondence import write_correspondence
     from zfnet.figures.tables import write_unmeasured_table
 
     v = ctx.v
@@ -30,12 +31,9 @@ def run(ctx) -> dict[str, list[str]]:
             write_unmeasured_table(parts, v.tables_dir, "table1_correspondence")
         return {}
     images, landmarks = parts
-    sens = figures_sensitivity.export(
-        ctx.model, images, torch.zeros(len(images), dtype=torch.long), ctx.out, occlusion=False, invariance=False,
-        correspondence_images=images, landmarks=landmarks,
-        correspondence={k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None},
-        tables_dir=v.tables_dir)
-    return sens.figures
+    options = {k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None}
+    df = correspondence_table(ctx.model, images, landmarks, **options)
+    return {"correspondence": write_correspondence(df, ctx.out / "correspondence", v.tables_dir)}
 
 
 def part_images(cfg, mean_full: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]] | str:

@@ -3,8 +3,8 @@ part's Fig. 2), and :func:`run`, all of them in one process: the library entry f
 
 from __future__ import annotations
 
-from zfnet.visualize import correspondence, deconv, fig6, invariance, occlusion, synthesis
-from zfnet.visualize.context import run_parts
+from zfnet.stages.visualize import correspondence, deconv, fig6, invariance, occlusion, synthesis
+from zfnet.stages.visualize.context import run_parts
 
 PARTS = (deconv, synthesis, occlusion, invariance, correspondence, fig6)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 
 from zfnet.models.weights import build_model
-from zfnet.visualize import index
-from zfnet.visualize.stream import FolderStream, ValidationStream, image_limit
+from zfnet.figures import index
+from zfnet.stages.visualize.stream import FolderStream, ValidationStream, image_limit
 
 
 class Context:
-    """The config's visualize inputs: ``stream`` (the images, :mod:`zfnet.visualize.stream`), ``classes``
+    """The config's visualize inputs: ``stream`` (the images, :mod:`zfnet.stages.visualize.stream`), ``classes``
     (class names), ``model`` / ``arch`` (``visualize.checkpoint`` or a user's ``visualize.model``), ``mean``
     (what the stream subtracted, for display); ``own``: our model with the paper's layers (``visualize.layers``
     null), else ``layers``, the user's layer paths."""
@@ -62,7 +62,7 @@ class Context:
 
 
 def run_parts(cfg, parts) -> dict[str, list[str]]:
-    """Run the visualize ``parts`` (modules of :mod:`zfnet.visualize`, in order) on one shared
+    """Run the visualize ``parts`` (modules of :mod:`zfnet.stages.visualize`, in order) on one shared
     :class:`Context`; returns every figure group they wrote. Each part's folders exist afterwards, empty when
     its figures do not apply (DVC's outputs), and its figures are listed in ``index/<part>.json``."""
     ctx = Context(cfg)

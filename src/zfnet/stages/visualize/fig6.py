@@ -19,7 +19,9 @@ def run(ctx) -> dict[str, list[str]]:
               if ctx.own and not v.get("model") and Path(p).is_file()}
     if not models:
         return {}
+    from zfnet.analysis.deconvnet.top_projections import conv2_projections
     from zfnet.figures.deconv import fig6
 
     ctx.stream.desc = "visualize: conv2 search (Fig. 6)"
-    return {"fig6": fig6(models, ctx.stream, ctx.out, seed=int(ctx.cfg.seed))}
+    results = {label: conv2_projections(model, ctx.stream, seed=int(ctx.cfg.seed)) for label, model in models.items()}
+    return {"fig6": fig6(results, ctx.out)}

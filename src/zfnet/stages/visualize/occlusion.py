@@ -11,26 +11,27 @@ import numpy as np
 import torch
 
 from zfnet.io import write_json
-from zfnet.visualize.stream import _Stream
+from zfnet.stages.visualize.stream import _Stream
 
 NAME = "occlusion"
 FOLDERS = ("occlusion",)
 
 
 def run(ctx) -> dict[str, list[str]]:
-    from zfnet.figures import sensitivity as figures_sensitivity
+    from zfnet.analysis.occlusion.images import occlude_images
+    from zfnet.figures.occlusion import write_occlusion
 
     v, stream = ctx.v, ctx.stream
     occ = {k: val for k, val in dict(v.occlusion).items() if k != "images" and val is not None}
     if not ctx.own:
         occ["layer"] = ctx.layers[-1]
     images, labels, chosen, paths, note = correctly_classified(ctx.model, stream, int(v.occlusion.images), stream.size())
-    sens = figures_sensitivity.export(
-        ctx.model, images, labels, ctx.out, class_names=ctx.classes, occlusion=occ, invariance=False,
-        image_names=[f"{i:03d}" for i in chosen], mean=ctx.mean)
-    summary = occlusion_vs_boxes(ctx.cfg, list(sens.maps), paths, note=note)
-    write_json(ctx.out / "occlusion" / "boxes.json", summary)
-    return sens.figures
+    names = [f"{i:03d}" for i in chosen]
+    maps = occlude_images(ctx.model, images, labels, names=names, **occ)
+    figures = {"occlusion": write_occlusion(images, maps, ctx.out / "occlusion", names, class_names=ctx.classes,
+                                            mean=ctx.mean)}
+    write_json(ctx.out / "occlusion" / "boxes.json", occlusion_vs_boxes(ctx.cfg, maps, paths, note=note))
+    return figures
 
 
 def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str], note: str = "") -> dict:
