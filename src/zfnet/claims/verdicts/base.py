@@ -55,12 +55,13 @@ def _na(base: dict, reason: str) -> Claim:
 def _decide(value: float, passes: bool, control: float | None, margin: float, what: str, larger: bool = True
             ) -> tuple[str, str]:
     """(verdict, reason) of a finding whose value must pass and beat ``control`` by ``margin`` (``larger``:
-    value − control >= margin; else control − value >= margin). ``what``: the failed test's words."""
+    value − control >= margin; else control − value >= margin; in both cases > 0). ``what``: the failed
+    test's words."""
     if not passes:
         return FAILS, what
     if control is None or math.isnan(control):
         return NA, "passes, but no untrained control to compare with"
     beat = (value - control) if larger else (control - value)
-    if beat >= margin:
+    if beat > 0 and beat >= margin:  # a measured noise of 0 still asks the value to beat the control
         return HOLDS, ""
-    return FAILS, f"passes, but beats the untrained control by {_f(beat, 3)} < {margin:g}"
+    return FAILS, f"passes, but beats the untrained control by {_f(beat, 3)} < {margin:.3g}"

@@ -54,7 +54,7 @@ def _layers(frame: pd.DataFrame) -> tuple[str, str]:
     return cols[0], cols[-1]
 
 
-def _invariance_stats(curves: Mapping[str, pd.DataFrame | None]) -> dict | None:
+def invariance_stats(curves: Mapping[str, pd.DataFrame | None]) -> dict | None:
     """Per transformation (translate, scale): the lowest and highest layer's normalized areas and the highest
     layer's R² under a line, √x and x²; plus the rotation drop. None when a sweep is missing."""
     ts = {k: curves.get(k) for k in ("translate", "scale")}
@@ -86,9 +86,10 @@ def _rotation(curves: Mapping[str, pd.DataFrame | None]) -> tuple[float, float, 
 
 
 def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classes: int | None = None,
-               control: Mapping[str, pd.DataFrame | None] | None = None) -> list[Claim]:
+               control: Mapping[str, pd.DataFrame | None] | None = None, linear_se: float | None = None) -> list[Claim]:
     """Three claims from the mean invariance curves (``metrics/invariance/<transform>.csv``); ``control``:
-    the same curves of the untrained network (same images, amounts and layers)."""
+    the same curves of the untrained network (same images, amounts and layers); ``linear_se``: the bootstrap
+    standard error over images of the line's edge, trained minus untrained (``collect.linear_edge_se``)."""
     margin, r2min, drop_min = float(p["margin"]), float(p["linear_r2"]), float(p["rotation_drop"])
     over = float(p["over_control"])
     b1 = dict(id="invariance_lower_vs_upper",
@@ -98,12 +99,13 @@ def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classe
               paper="layer 1 jumps at once; layer 7 grows gradually", figure="invariance")
     b2 = dict(id="invariance_upper_linear", claim="Layer 7 is quasi-linear in translation and scale (Fig. 5)",
               statistic=f"R² of the highest layer's distance vs |amount| under a line, √x and x² (a·f+b); passes "
-                        f"when the line's R² >= {r2min:g} and beats both curves' (value: its edge over the better curve)",
+                        f"when the line's R² >= {r2min:g} and beats both curves' (value: its edge over the better curve), by "
+                        f"{float(p['linear_z']):g} bootstrap standard errors (over images) more than the untrained edge",
               paper="quasi-linear", figure="invariance")
     b3 = dict(id="rotation_not_invariant", claim="The output is not rotation invariant (Fig. 5)",
               statistic=f"relative drop of p(true class) from 0° to its minimum over the angles; passes at >= {drop_min:g}",
               paper="p(true) falls except near symmetric angles", figure="invariance")
-    ours, ctl = _invariance_stats(curves), _invariance_stats(control or {})
+    ours, ctl = invariance_stats(curves), invariance_stats(control or {})
     out = []
     if ours is None:
         absent = [k for k in ("translate", "scale") if curves.get(k) is None or curves[k].empty]
@@ -129,7 +131,14 @@ def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classe
         else:
             passes = ours["r2"] >= r2min and edge > 0
             fail = f"R² {_f(ours['r2'])} < {r2min:g}" if ours["r2"] < r2min else f"a curve fits as well (edge {_f(edge, 3)})"
-            v, why = _decide(edge, passes, c_edge, float(p["linear_over_control"]), fail)
+            z = float(p["linear_z"])
+            se = float("nan") if linear_se is None else float(linear_se)
+            text2 += f"; se of the edge's difference {_f(se, 3)} over images"
+            if passes and c_edge is not None and math.isnan(se):
+                v, why = NA, "passes, but no standard error over images: the margin over the control is unmeasured"
+            else:
+                v, why = _decide(edge, passes, c_edge, z * se if not math.isnan(se) else 0.0, fail)
+                why += f" ({z:g} se)" if why.startswith("passes, but beats") else ""
             out.append(Claim(**b2, ours=text2, value=edge, control=c_text2, control_value=c_edge, verdict=v, reason=why))
     rot, c_rot = _rotation(curves), _rotation(control or {})
     if isinstance(rot, str):
@@ -152,27 +161,49 @@ def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classe
 
 
 # ------------------------------------------------------------------------------------------ 9: Fig. 2
-def grouping(similarity: Mapping[str, tuple[float, float]] | None, p: Mapping, reason: str = "",
-             control: Mapping[str, tuple[float, float]] | None = None) -> Claim:
-    """``similarity``: ``{layer: (within top-9, chance)}`` mean pairwise cosine of deconvnet projections;
-    ``control``: the same of the untrained network (same images, draws and seed)."""
-    high = list(p["high_layers"])
+def _gap_se(sim: Mapping[str, tuple], layer: str) -> float:
+    """The bootstrap standard error over maps of a layer's gap (the third number, when there is one)."""
+    v = sim[layer]
+    return float(v[2]) if len(v) > 2 and v[2] is not None else float("nan")
+
+
+def grouping(similarity: Mapping[str, tuple] | None, p: Mapping, reason: str = "",
+             control: Mapping[str, tuple] | None = None) -> Claim:
+    """``similarity``: ``{layer: (within top-9, chance[, se])}`` mean pairwise cosine of deconvnet projections
+    and the bootstrap standard error over maps of their difference (``statistics.grouping_gap_se``);
+    ``control``: the same of the untrained network (same images, draws and seed). At each high layer the gap
+    must beat the untrained gap by ``z`` standard errors of the difference (trained and untrained maps are
+    chosen separately: independent, so the errors add in quadrature); the worst layer decides."""
+    high, z = list(p["high_layers"]), float(p["z"])
     base = dict(id="top9_grouping", claim="The top-9 projections of a map resemble each other, beyond chance at "
                 "higher layers (Fig. 2)",
                 statistic=f"mean pairwise cosine of a map's top-9 projections minus that of 9 maps' top projections, "
-                          f"at {'/'.join(high)}; passes above 0", paper="strong grouping within each map", figure="deconv")
+                          f"at {'/'.join(high)}; passes above 0 and beats the untrained gap by {z:g} bootstrap "
+                          f"standard errors (over maps) of the difference", paper="strong grouping within each map",
+                figure="deconv")
     if not similarity:
         return _na(base, reason or "no trained model or validation images")
     missing = [l for l in high if l not in similarity or math.isnan(similarity[l][1])]
-    ours = ", ".join(f"{l} {_f(w)} vs {_f(c)}" for l, (w, c) in similarity.items())
+    ours = ", ".join(f"{l} {_f(v[0])} vs {_f(v[1])}" for l, v in similarity.items())
     c_missing = control is None or any(l not in control or math.isnan(control[l][1]) for l in high)
-    ctl = "not computed" if control is None else ", ".join(f"{l} {_f(w)} vs {_f(c)}" for l, (w, c) in control.items())
+    ctl = "not computed" if control is None else ", ".join(f"{l} {_f(v[0])} vs {_f(v[1])}" for l, v in control.items())
     if missing:
         return Claim(**base, ours=ours, control=ctl, verdict=NA, reason=f"no chance level at {missing} (fewer than 2 active maps)")
     gaps = {l: similarity[l][0] - similarity[l][1] for l in high}
-    # each layer against its own untrained gap: the worst layer decides
-    beat = None if c_missing else min(gaps[l] - (control[l][0] - control[l][1]) for l in high)
-    c_gap = None if c_missing else min(control[l][0] - control[l][1] for l in high)
-    v, why = _decide(min(gaps.values()), min(gaps.values()) > 0, None if beat is None else min(gaps.values()) - beat,
-                     float(p["over_control"]), "a map's top-9 are no more alike than different maps' top units")
-    return Claim(**base, ours=ours, value=min(gaps.values()), control=ctl, control_value=c_gap, verdict=v, reason=why)
+    worst = min(gaps.values())
+    if c_missing:
+        v, why = _decide(worst, worst > 0, None, 0.0, "a map's top-9 are no more alike than different maps' top units")
+        return Claim(**base, ours=ours, value=worst, control=ctl, verdict=v, reason=why)
+    c_gaps = {l: control[l][0] - control[l][1] for l in high}
+    se = {l: math.hypot(_gap_se(similarity, l), _gap_se(control, l)) for l in high}
+    ours += "; se of the difference " + ", ".join(f"{l} {_f(se[l], 3)}" for l in high)
+    if any(math.isnan(s) for s in se.values()):
+        return Claim(**base, ours=ours, value=worst, control=ctl, control_value=min(c_gaps.values()), verdict=NA,
+                     reason="no standard error over maps (fewer than 2 maps): the margin over the control is unmeasured")
+    # each layer against its own untrained gap, by its own noise: the layer with the least excess decides
+    layer = min(high, key=lambda l: gaps[l] - c_gaps[l] - z * se[l])
+    v, why = _decide(gaps[layer], worst > 0, c_gaps[layer], z * se[layer],
+                     "a map's top-9 are no more alike than different maps' top units")
+    if why and v != NA:
+        why += f" ({z:g} se at {layer})"
+    return Claim(**base, ours=ours, value=worst, control=ctl, control_value=min(c_gaps.values()), verdict=v, reason=why)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 
 from zfnet.claims import statistics as st
-from zfnet.claims.verdicts.base import FAILS, HOLDS, Claim, _decide, _f, _na
+from zfnet.claims.verdicts.base import CHECK, FAILS, HOLDS, Claim, _decide, _f, _na
 
 
 # ------------------------------------------------------------------------------------------ 3-4: Fig. 6
