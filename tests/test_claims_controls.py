@@ -158,3 +158,59 @@ def test_correspondence_control_uses_the_trained_tables_square_and_repeats():
     pd.testing.assert_frame_equal(got, want)
     other = correspondence_table(_Features(), images, landmarks, size=4, repeats=2, seed=3)
     assert not np.allclose(got["delta_layer5_mean"], other["delta_layer5_mean"])  # the square matters
+
+
+def test_untrained_errors_match_the_training_data_modules_centre_crop(tmp_path):
+    """Table 3's control: each row's untrained network on the validation set, read as the train stage's
+    ShardDataModule reads it (uint8 split in memory, its normalize, the centre crop): the same errors. A model
+    missing from disk is left out; each control's fingerprint is recorded."""
+    from test_prepare import make_imagenet, settings
+
+    from zfnet.claims.control import initial_model
+    from zfnet.data.crops import crop_offsets
+    from zfnet.data.datamodule import ShardDataModule
+    from zfnet.data.prepare import prepare
+    from zfnet.models import build
+    from zfnet.models.weights import export_model
+
+    from test_prepare import WNIDS
+
+    make_imagenet(tmp_path / "in", per_class=1, val_per_class=4, bad=False)
+    solution = tmp_path / "in" / "LOC_val_solution.csv"  # unbalanced labels: 8 / 3 / 1 of the 12 images, so
+    lines = solution.read_text().splitlines()              # predicting one class scores its own error
+    labels = [WNIDS[0]] * 8 + [WNIDS[1]] * 3 + [WNIDS[2]] * 1
+    solution.write_text("\n".join([lines[0]] + [f"{l.split(',')[0]},{w} 1 1 50 50" for l, w in zip(lines[1:], labels)]) + "\n")
+    prepared = tmp_path / "prepared"
+    prepare(settings(size=72), tmp_path / "in", prepared, progress=False)
+    dm = ShardDataModule(prepared, crop=64, batch_size=4, crops="ten")
+    dm.setup()
+    paths = {}
+    for name, width, favoured in (("a", 0.125, 1), ("b", 0.25, 2)):
+        torch.manual_seed(11)
+        trained = build("zfnet", dm.num_classes, width=width, input_size=64)
+        with torch.no_grad():  # "trained": always predicts its favoured class (error 75% / 91.7%)
+            trained.fc8.fc.bias[favoured] = 1e4
+        paths[name] = export_model(trained, tmp_path / name / "model.pt")
+    fps: dict = {}
+    got = ms.untrained_errors({**paths, "missing": tmp_path / "none.pt"}, prepared, 64, seed=5, fingerprints=fps, batch=5)
+    assert set(got) == {"a", "b"} and set(fps) == {str(p) for p in paths.values()}
+    top, left = crop_offsets(72, 64)[4]
+
+    def error(model) -> float:
+        wrong = total = 0
+        with torch.no_grad():
+            for images, labels in dm.val_dataloader():
+                x = dm.normalize(images)[..., top:top + 64, left:left + 64]
+                wrong += int((model.eval()(x).argmax(1) != labels).sum())
+                total += len(labels)
+        assert total == 12
+        return 100 * wrong / total
+
+    from zfnet.models.weights import load_model
+
+    for name in ("a", "b"):
+        model = initial_model(torch.load(paths[name], weights_only=True)["arch"], 5)[0]
+        assert got[name] == pytest.approx(error(model))
+    assert [error(load_model(paths[n])) for n in ("a", "b")] == pytest.approx([75.0, 100 * 11 / 12])
+    # the trained weights score otherwise: the test tells the control from the trained network
+    assert any(error(load_model(paths[n])) != got[n] for n in ("a", "b"))

@@ -99,6 +99,16 @@ def _guard(make: Callable[[], list[Claim]], fallback: Callable[[str], list[Claim
         return fallback(f"could not read or compute: {type(err).__name__}: {line}")
 
 
+def _attempt(make: Callable[[], object]) -> object:
+    """``make()``, or why it failed (one line): an untrained control that cannot be computed leaves the
+    trained statistic standing, its control column saying why."""
+    try:
+        return make()
+    except Exception as err:
+        line = (str(err).strip().splitlines() or [""])[0][:200]
+        return f"could not compute: {type(err).__name__}: {line}"
+
+
 def _na_all(*bases: dict) -> Callable[[str], list[Claim]]:
     return lambda reason: [vd._na(dict(b), reason) for b in bases]
 
@@ -169,8 +179,8 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
         pair = main_model()
         if rows and pair is not None and all("image" in r and "label" in r for r in rows):
             size = crop or int(getattr(pair[0], "config", {}).get("input_size", 224))
-            images = ms.val_by_name(c["prepared_dir"], size, {r["image"] for r in rows})
-            ctl = ms.occlusion_control(pair[1], rows, images)
+            images = _attempt(lambda: ms.val_by_name(c["prepared_dir"], size, {r["image"] for r in rows}))
+            ctl = images if isinstance(images, str) else _attempt(lambda: ms.occlusion_control(pair[1], rows, images))
         return [vd.occlusion(boxes, c["occlusion"], seed=seed, control=ctl, bootstrap=int(c["bootstrap"]))]
 
     claims += _guard(occ, _na_all(vd.OCCLUSION))
@@ -181,8 +191,8 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
         ctl: pd.DataFrame | str | None = None
         pair = main_model()
         if not isinstance(vd.table1_gaps(table1), str) and pair is not None:
-            got = parts() if parts is not None else "the images and landmarks of Table 1 were not given"
-            ctl = got if isinstance(got, str) else ms.correspondence_control(pair[1], table1, *got)
+            got = _attempt(parts) if parts is not None else "the images and landmarks of Table 1 were not given"
+            ctl = got if isinstance(got, str) else _attempt(lambda: ms.correspondence_control(pair[1], table1, *got))
         return vd.correspondence(table1, c["correspondence"], control=ctl)
 
     claims += _guard(corr,
@@ -199,7 +209,7 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
         table3 = _csv(tables / "table3_ablation.csv")
         rows = [] if table3 is None or "variant" not in table3 else [str(v) for v in table3["variant"]]
         models = {r: Path(c["ablation_models"]) / r / "model.pt" for r in rows}
-        control = ms.untrained_errors(models, c["prepared_dir"], crop, seed, fps) if rows else None
+        control = _attempt(lambda: ms.untrained_errors(models, c["prepared_dir"], crop, seed, fps)) if rows else None
         return vd.table3(table3, c["table3"], None if chance is None else 100 * chance,
                          val_images=_val_count(c["prepared_dir"]), control=control)
 

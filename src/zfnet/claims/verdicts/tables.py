@@ -14,13 +14,14 @@ from zfnet.claims.verdicts.base import FAILS, HOLDS, NA, Claim, _decide, _f, _na
 
 # ------------------------------------------------------------------------------------------ 7: Table 3
 def table3(table: pd.DataFrame | None, p: Mapping, chance_error: float | None = None,
-           val_images: int | None = None, control: Mapping[str, float] | None = None) -> list[Claim]:
+           val_images: int | None = None, control: Mapping[str, float] | str | None = None) -> list[Claim]:
     """Val top-1 error (%) of the Table 3 variants; ``chance_error`` in % (1 − 1/classes); ``val_images``:
     how many validation images each error was measured on (the noise of a one-run comparison); ``control``:
-    each variant's untrained val top-1 error (%) on the same images (``measure.untrained_errors``)."""
+    each variant's untrained val top-1 error (%) on the same images (``measure.untrained_errors``), or why
+    there are none."""
     little, much, z = float(p["little"]), float(p["much_more"]), float(p["z"])
-    c_err = dict(control or {})
-    untrained = "not computed (no untrained errors)"
+    c_err = {} if isinstance(control, str) else dict(control or {})
+    untrained = f"not computed ({control})" if isinstance(control, str) else "not computed (no untrained errors)"
     b1 = dict(id="table3_single_removal", claim="Removing fc6-7 or conv3-4 alone costs little (Table 3)",
               statistic=f"val top-1 error increase over Krizhevsky's model, each removal; holds at <= {little:g} points",
               paper="+4.3 (fc6-7), +4.9 (conv3-4)", figure="table3_ablation", control=untrained)
