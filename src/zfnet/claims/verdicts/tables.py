@@ -97,23 +97,24 @@ def table3(table: pd.DataFrame | None, p: Mapping, chance_error: float | None = 
     else:
         d = err["zfnet_conv512_1024_512"] - err["zfnet"]
         ours = f"{d:+.1f} ({_f(err['zfnet_conv512_1024_512'], 1)} vs {_f(err['zfnet'], 1)})"
+        d0 = se0 = None
+        if "zfnet" in c_err and "zfnet_conv512_1024_512" in c_err:
+            d0 = c_err["zfnet_conv512_1024_512"] - c_err["zfnet"]
+            se0 = st.error_difference_se(c_err["zfnet_conv512_1024_512"], c_err["zfnet"], int(val_images)) \
+                if val_images else float("nan")
+            b3 = {**b3, "control": f"{d0:+.1f} ({_f(c_err['zfnet_conv512_1024_512'], 1)} vs {_f(c_err['zfnet'], 1)}, "
+                                   f"untrained); se {_f(se0, 1)}"}
         why = at_chance("zfnet", "zfnet_conv512_1024_512")
         if why:
-            out.append(Claim(**b3, ours=ours, value=d, verdict=NA, reason=why))
+            out.append(Claim(**b3, ours=ours, value=d, control_value=d0, verdict=NA, reason=why))
         elif not val_images:
-            out.append(Claim(**b3, ours=ours, value=d, verdict=NA,
+            out.append(Claim(**b3, ours=ours, value=d, control_value=d0, verdict=NA,
                              reason="the number of validation images is unknown: no noise level for one run's difference"))
         else:
             se = st.error_difference_se(err["zfnet_conv512_1024_512"], err["zfnet"], int(val_images))
             ok = d < -z * se
             fail = "the wider model is not better" if d >= 0 else \
                 f"better by {_f(-d, 1)} < {z:g} x se {_f(se, 1)}: within one run's noise"
-            d0, se0 = None, float("nan")
-            if "zfnet" in c_err and "zfnet_conv512_1024_512" in c_err:
-                d0 = c_err["zfnet_conv512_1024_512"] - c_err["zfnet"]
-                se0 = st.error_difference_se(c_err["zfnet_conv512_1024_512"], c_err["zfnet"], int(val_images))
-                b3 = {**b3, "control": f"{d0:+.1f} ({_f(c_err['zfnet_conv512_1024_512'], 1)} vs {_f(c_err['zfnet'], 1)}, "
-                                       f"untrained); se {_f(se0, 1)}"}
             # the trained difference must be below the untrained one by z standard errors of the two
             v, r = _decide(d, ok, d0, z * math.hypot(se, se0) if d0 is not None else 0.0, fail, larger=False)
             out.append(Claim(**b3, ours=f"{ours}; se {_f(se, 1)} over {val_images} images", value=d, control_value=d0,
