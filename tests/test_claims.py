@@ -125,18 +125,26 @@ def test_layer1_jumps_layer7_linear_on_a_known_extractor():
     assert d == pytest.approx(x, abs=1e-4)  # the centroid moves exactly with the translation
     # an untrained control whose layer 7 jumps like its layer 1: training made layer 7 smooth and linear
     jumpy = {k: f.assign(distance_fc7=f["distance_conv1"]) for k, f in curves.items()}
-    c = _by_id(vd.invariance(curves, P["invariance"], control=jumpy))
+    c = _by_id(vd.invariance(curves, P["invariance"], control=jumpy, linear_se=0.01))
     assert c["invariance_lower_vs_upper"].verdict == HOLDS, c["invariance_lower_vs_upper"]
     assert c["invariance_lower_vs_upper"].control_value == pytest.approx(0.0)
     assert c["invariance_upper_linear"].verdict == HOLDS and c["invariance_upper_linear"].value > 0
-    same = _by_id(vd.invariance(curves, P["invariance"], control=curves))  # untrained already like this
+    edge = c["invariance_upper_linear"].value - c["invariance_upper_linear"].control_value
+    z = P["invariance"]["linear_z"]
+    noisy = _by_id(vd.invariance(curves, P["invariance"], control=jumpy, linear_se=1.01 * edge / z))
+    assert noisy["invariance_upper_linear"].verdict == FAILS and "se" in noisy["invariance_upper_linear"].reason
+    assert _by_id(vd.invariance(curves, P["invariance"], control=jumpy, linear_se=0.99 * edge / z)
+                  )["invariance_upper_linear"].verdict == HOLDS
+    unmeasured = _by_id(vd.invariance(curves, P["invariance"], control=jumpy))["invariance_upper_linear"]
+    assert unmeasured.verdict == NA and "standard error" in unmeasured.reason  # no noise level: no margin
+    same = _by_id(vd.invariance(curves, P["invariance"], control=curves, linear_se=0.0))  # untrained already like this
     assert same["invariance_lower_vs_upper"].verdict == FAILS and "untrained control" in same["invariance_lower_vs_upper"].reason
     assert same["invariance_upper_linear"].verdict == FAILS
     alone = _by_id(vd.invariance(curves, P["invariance"]))  # passes, but nothing to compare with
     assert alone["invariance_lower_vs_upper"].verdict == NA and "control" in alone["invariance_lower_vs_upper"].reason
     swapped = {k: f.rename(columns={"distance_conv1": "distance_fc7", "distance_fc7": "distance_conv1"})
                [["amount", "distance_conv1", "distance_fc7", "p_true", "images"]] for k, f in curves.items()}
-    c = _by_id(vd.invariance(swapped, P["invariance"], control=jumpy))
+    c = _by_id(vd.invariance(swapped, P["invariance"], control=jumpy, linear_se=0.01))
     assert c["invariance_lower_vs_upper"].verdict == FAILS  # now the lower layer is the linear one
     assert c["invariance_upper_linear"].verdict == FAILS  # and the upper one jumps
 
@@ -169,7 +177,7 @@ def test_linearity_rejects_square_root_and_square_over_fig5_amounts():
         if kind != "line":
             assert st.linearity_r2(np.unique(x), fn(np.unique(x))) > 0.9  # the old test accepted it
         control = {k: f.assign(distance_fc7=f["distance_conv1"]) for k, f in frames.items()}
-        c = _by_id(vd.invariance(frames, P["invariance"], control=control))["invariance_upper_linear"]
+        c = _by_id(vd.invariance(frames, P["invariance"], control=control, linear_se=0.01))["invariance_upper_linear"]
         assert c.verdict == expect, (kind, c)
 
 
@@ -285,7 +293,7 @@ def _boxes(inside, chance=0.3, correct=True):
     for i, hit in enumerate(inside):
         box = [10.0 * i, 0.0, 10.0 * i + 8, 8.0]
         j = i if hit else (i + 1) % n
-        rows.append({"inside": bool(hit), "chance": chance, "correct": correct, "boxes": [box],
+        rows.append({"image": f"{i:03d}.JPEG", "inside": bool(hit), "chance": chance, "correct": correct, "boxes": [box],
                      "min_prob_centre": [10.0 * j + 4, 4.0]})
     return {"images": rows}
 
@@ -314,25 +322,54 @@ def test_permutation_null_matches_every_permutation():
     assert pval == pytest.approx(np.mean([c >= observed for c in counts]), abs=0.01)
 
 
+def _elsewhere(boxes):
+    """An untrained control whose every minimum falls at (-50, -50), outside every box."""
+    return {r["image"]: (-50.0, -50.0) for r in boxes["images"]}
+
+
 def test_occlusion_verdicts():
     p = P["occlusion"]
-    c = vd.occlusion(_boxes([1] * 10), p)
+    c = vd.occlusion(_boxes([1] * 10), p, control=_elsewhere(_boxes([1] * 10)))
     assert c.verdict == HOLDS and c.value == 1.0 and "10 of 10" in c.ours  # p = 1/10! + Monte Carlo: ~1e-4
-    assert c.control_value == pytest.approx(0.1)  # a shuffled box holds the minimum 1 time in 10
-    assert vd.occlusion(_boxes([1, 1, 0, 0, 0, 0, 0, 0, 0, 0]), p).verdict == FAILS  # 2 of 10
-    centred = {"images": [{"inside": True, "chance": 0.1, "correct": True, "boxes": [[40, 40, 60, 60]],
-                           "min_prob_centre": [50, 50]} for _ in range(10)]}
-    c = vd.occlusion(centred, p)  # every box and minimum at the centre: a uniform null says p = 1e-10
-    assert c.verdict == FAILS and c.control_value == 1.0  # the shuffled boxes hold it just as well
+    assert c.control_value == 0.0 and "0 of 10" in c.control
+    assert "1.0 expected" in c.ours  # a shuffled box holds the minimum 1 time in 10
+    b = _boxes([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert vd.occlusion(b, p, control=_elsewhere(b)).verdict == FAILS  # 2 of 10
+    centred = {"images": [{"image": f"{i}", "inside": True, "chance": 0.1, "correct": True, "boxes": [[40, 40, 60, 60]],
+                           "min_prob_centre": [50, 50]} for i in range(10)]}
+    c = vd.occlusion(centred, p, control=_elsewhere(centred))  # every box and minimum at the centre
+    assert c.verdict == FAILS and "permutation" in c.reason  # the shuffled boxes hold it just as well
     mixed = _boxes([1, 1] + [0] * 8)
-    mixed["images"] += _boxes([1] * 10, correct=False)["images"]  # misclassified images do not count
-    c = vd.occlusion(mixed, p)
+    wrong = _boxes([1] * 10, correct=False)["images"]
+    mixed["images"] += [{**r, "image": "x" + r["image"]} for r in wrong]  # misclassified images do not count
+    c = vd.occlusion(mixed, p, control=_elsewhere(_boxes([0] * 10)))
     assert c.verdict == FAILS and "2 of 10" in c.ours
-    few = vd.occlusion(_boxes([1, 1, 1]), p)
+    few = vd.occlusion(_boxes([1, 1, 1]), p, control=_elsewhere(_boxes([1, 1, 1])))
     assert few.verdict == NA and "3 correctly classified" in few.reason
     no_positions = {"images": [{"inside": True, "correct": True, "chance": 0.3}] * 10}
     assert vd.occlusion(no_positions, p).verdict == NA and "permutation" in vd.occlusion(no_positions, p).reason
     assert vd.occlusion(None, p).verdict == NA
+
+
+def test_occlusion_margin_is_z_bootstrap_errors_of_the_paired_difference():
+    """The untrained minima fall inside on images 0-5 of 10, the trained on all: the paired differences are
+    six 0s and four 1s, mean 0.4, bootstrap se ~ sqrt(0.4 * 0.6 / 10) = 0.155 (the analytic plug-in se of a
+    mean); 0.4 > 2 x 0.155: holds. With the untrained network inside on 8 of 10: 0.2 vs 2 x 0.126: fails."""
+    p = P["occlusion"]
+    boxes = _boxes([1] * 10)
+    centre = {r["image"]: r["min_prob_centre"] for r in boxes["images"]}
+    six = {k: (v if i < 6 else (-50.0, -50.0)) for i, (k, v) in enumerate(centre.items())}
+    c = vd.occlusion(boxes, p, control=six)
+    assert c.verdict == HOLDS and c.control_value == pytest.approx(0.6)
+    se = float(c.control.split("se of the difference ")[1])
+    assert se == pytest.approx(math.sqrt(0.4 * 0.6 / 10), rel=0.1)
+    eight = {k: (v if i < 8 else (-50.0, -50.0)) for i, (k, v) in enumerate(centre.items())}
+    c = vd.occlusion(boxes, p, control=eight)
+    assert c.verdict == FAILS and "beats the untrained control" in c.reason
+    same = vd.occlusion(boxes, p, control=centre)  # untrained minima on the objects too: se 0, no gain
+    assert same.verdict == FAILS
+    assert vd.occlusion(boxes, p).verdict == NA  # passes, but no control
+    assert vd.occlusion(boxes, p, control="why").control == "not computed (why)"
 
 
 # ------------------------------------------------------------------------------- 6: Table 1
@@ -346,18 +383,30 @@ def _table1(d5, d7, std=0.01, repeats=5, se=0.005):
 
 def test_correspondence_verdicts():
     p = P["correspondence"]
-    c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10]), p))
+    flat = _table1([0.10, 0.10, 0.10, 0.10], [0.10, 0.10, 0.10, 0.10])  # untrained: parts like random regions
+    c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10]), p, control=flat))
+    assert c["correspondence_layer5"].control_value == pytest.approx(0.0, abs=1e-12) and "untrained" in c["correspondence_layer5"].control
     assert c["correspondence_layer5"].verdict == HOLDS and c["correspondence_layer5"].value == pytest.approx(0.5)
     assert c["correspondence_layer7"].verdict == HOLDS and c["correspondence_layer7"].value == pytest.approx(0.4)
     assert "0.33" in c["correspondence_layer5"].paper  # the paper's own relative gap: (0.107 - 0.0717) / 0.107
-    c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10], se=0.03), p))
+    c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10], se=0.03), p, control=flat))
     assert c["correspondence_layer5"].verdict == FAILS  # a gap of 0.05 within 2 standard errors over images
     c = _by_id(vd.correspondence(_table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10], se=None), p))
     assert c["correspondence_layer5"].verdict == NA and "over images" in c["correspondence_layer5"].reason
-    c = _by_id(vd.correspondence(_table1([0.099, 0.099, 0.099, 0.10], [0.05, 0.05, 0.05, 0.10], std=0.05), p))
+    c = _by_id(vd.correspondence(_table1([0.099, 0.099, 0.099, 0.10], [0.05, 0.05, 0.05, 0.10], std=0.05), p, control=flat))
     assert c["correspondence_layer5"].verdict == FAILS  # a gap of 0.001 within the noise
     assert c["correspondence_layer7"].verdict == FAILS  # larger at layer 7
     assert vd.correspondence(None, p)[0].verdict == NA
+    # the untrained network's parts are as consistent (gap 0.05 too): no gain from training
+    trained = _table1([0.05, 0.05, 0.05, 0.10], [0.09, 0.09, 0.09, 0.10])
+    assert _by_id(vd.correspondence(trained, p, control=trained))["correspondence_layer5"].verdict == FAILS
+    # untrained gap 0.035, se 0.005 each: the difference 0.015 needs 2 x hypot(0.005, 0.005) = 0.0141: holds;
+    # at 0.04 (difference 0.01) it fails
+    assert _by_id(vd.correspondence(trained, p, control=_table1([0.065] * 3 + [0.10], [0.1] * 4)))["correspondence_layer5"].verdict == HOLDS
+    c = _by_id(vd.correspondence(trained, p, control=_table1([0.06] * 3 + [0.10], [0.1] * 4)))["correspondence_layer5"]
+    assert c.verdict == FAILS and "untrained" in c.reason
+    assert _by_id(vd.correspondence(trained, p))["correspondence_layer5"].verdict == NA  # no control
+    assert "not computed (why)" == _by_id(vd.correspondence(trained, p, control="why"))["correspondence_layer5"].control
 
 
 # ------------------------------------------------------------------------------- 7: Table 3
@@ -369,23 +418,40 @@ def _table3(**err):
 
 def test_table3_verdicts():
     p = P["table3"]
-    c = _by_id(vd.table3(_table3(), p, chance_error=90.0, val_images=50000))
+    chance = {k: 90.0 for k in _table3().variant}  # the untrained rows: all at chance error
+    c = _by_id(vd.table3(_table3(), p, chance_error=90.0, val_images=50000, control=chance))
     assert [c[i].verdict for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")] == [HOLDS] * 3
     assert c["table3_single_removal"].value == 4.0 and c["table3_both_removed"].value == 26.0
     # -1 point on 50,000 images: se = 100 * sqrt(.37 * .63 / 5e4 + .38 * .62 / 5e4) = 0.31
     assert "se 0.3" in c["table3_wider_middle"].ours
-    small = _by_id(vd.table3(_table3(), p, chance_error=90.0, val_images=500))["table3_wider_middle"]
+    small = _by_id(vd.table3(_table3(), p, chance_error=90.0, val_images=500, control=chance))["table3_wider_middle"]
     assert small.verdict == FAILS and "noise" in small.reason  # se 3.1 on 500 images: -1 is within it
     assert _by_id(vd.table3(_table3(), p, chance_error=90.0))["table3_wider_middle"].verdict == NA
-    c = _by_id(vd.table3(_table3(alexnet_no_3_4=52.0, alexnet_no_3_4_6_7=55.0, zfnet_conv512_1024_512=39.0), p, 90.0, 50000))
+    c = _by_id(vd.table3(_table3(alexnet_no_3_4=52.0, alexnet_no_3_4_6_7=55.0, zfnet_conv512_1024_512=39.0), p, 90.0, 50000,
+                         control=chance))
     assert [c[i].verdict for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")] == [FAILS] * 3
     same = vd.table3(_table3(**{k: 66.7 for k in _table3().variant}), p, 66.7)
     assert all(x.verdict == NA and "same val error" in x.reason for x in same)
-    at_chance = _by_id(vd.table3(_table3(alexnet=88.0), p, 90.0, 50000))
+    at_chance = _by_id(vd.table3(_table3(alexnet=88.0), p, 90.0, 50000, control=chance))
     assert at_chance["table3_single_removal"].verdict == NA and "chance" in at_chance["table3_single_removal"].reason
     assert at_chance["table3_wider_middle"].verdict == HOLDS  # zfnet rows are far from chance
 
 
+def test_table3_beats_the_untrained_rows():
+    """The untrained rows' errors as the control: a wider untrained model already 1 point better (its
+    architecture alone) leaves the trained -1 no gain; the extra cost of removing both against the untrained
+    rows' extra cost; no control: not measurable."""
+    p = P["table3"]
+    chance = {k: 90.0 for k in _table3().variant}
+    wider = {**chance, "zfnet_conv512_1024_512": 89.0}
+    c = _by_id(vd.table3(_table3(), p, 90.0, 50000, control=wider))["table3_wider_middle"]
+    assert c.verdict == FAILS and c.control_value == -1.0 and "untrained" in c.reason
+    assert _by_id(vd.table3(_table3(), p, 90.0, 50000))["table3_wider_middle"].verdict == NA
+    both = {**{k: 80.0 for k in chance}, "alexnet_no_3_4_6_7": 100.0}  # untrained: removing both costs 20 more
+    c = _by_id(vd.table3(_table3(), p, 90.0, 50000, control=both))["table3_both_removed"]
+    assert c.control_value == 20.0 and c.verdict == FAILS  # trained 26, beats the untrained 20 by 6 < 10
+    c = _by_id(vd.table3(_table3(), p, 90.0, 50000, control={**both, "alexnet_no_3_4_6_7": 90.0}))["table3_both_removed"]
+    assert c.control_value == 10.0 and c.verdict == HOLDS  # beats it by 16
 # ------------------------------------------------------------------------------- 8: Tables 4, 5, 7
 def _transfer_table(pre: dict, scratch: dict):
     cols = ["2/class", "15/class", "30/class"]
@@ -432,13 +498,19 @@ def test_within_vs_across_known_cosines():
     groups = e[:3, None, :].expand(3, 9, 16) + 0  # each map's 9 projections identical: cosine 1
     within, chance = st.within_vs_across(groups, e, draws=20)  # 9 distinct maps: orthogonal, cosine 0
     assert within == pytest.approx(1.0) and chance == pytest.approx(0.0)
-    sim = {"conv4": (within, chance), "conv5": (within, chance)}
-    untrained = {"conv4": (0.3, 0.1), "conv5": (0.2, 0.1)}
+    sim = {"conv4": (within, chance, 0.1), "conv5": (within, chance, 0.1)}
+    untrained = {"conv4": (0.3, 0.1, 0.1), "conv5": (0.2, 0.1, 0.1)}
     c = vd.grouping(sim, P["grouping"], control=untrained)
     assert c.verdict == HOLDS and c.control_value == pytest.approx(0.1)
     assert vd.grouping(sim, P["grouping"], control=sim).verdict == FAILS  # untrained maps group as much
     assert vd.grouping(sim, P["grouping"]).verdict == NA
-    assert vd.grouping({"conv4": (0.1, 0.2), "conv5": (0.5, 0.1)}, P["grouping"], control=untrained).verdict == FAILS
+    assert vd.grouping({"conv4": (0.1, 0.2, 0.1), "conv5": (0.5, 0.1, 0.1)}, P["grouping"], control=untrained).verdict == FAILS
+    # the margin is z standard errors of the difference, each layer by its own: conv4 beats its control by
+    # 0.8, conv5 by 0.9; with se 0.3 on both sides z * hypot = 2 * 0.42 = 0.85 > 0.8 at conv4
+    noisy = {k: (w, c, 0.3) for k, (w, c, _) in sim.items()}
+    c = vd.grouping(noisy, P["grouping"], control={k: (w, c, 0.3) for k, (w, c, _) in untrained.items()})
+    assert c.verdict == FAILS and "conv4" in c.reason
+    assert vd.grouping({k: (w, c) for k, (w, c, _) in sim.items()}, P["grouping"], control=untrained).verdict == NA
     assert vd.grouping(None, P["grouping"], "no model").reason == "no model"
 
 
@@ -476,7 +548,7 @@ def _inputs(root: Path, **over) -> dict:
          "prepared_dir": root / "data" / "prepared", "curves_dir": root / "metrics" / "invariance",
          "occlusion_boxes": root / "reports" / "figures" / "occlusion" / "boxes.json", "tables_dir": root / "reports" / "tables",
          "ablation_metrics": root / "metrics" / "ablation", "train_metrics": root / "metrics" / "train.json", "alexnet": root / "a.pt", "zfnet": root / "z.pt",
-         "zfnet_noclip": root / "n.pt", "filters": FILTERS}
+         "zfnet_noclip": root / "n.pt", "ablation_models": root / "models" / "ablation", "filters": FILTERS}
     return {**c, **over}
 
 
@@ -501,7 +573,7 @@ def test_an_unreadable_input_spoils_only_its_claims(tmp_path):
     boxes.write_text(json.dumps(_boxes([1] * 10)))
     c = _by_id(evaluate(_inputs(tmp_path)))
     assert c["clip_bound"].verdict == NA and "could not read" in c["clip_bound"].reason
-    assert c["occlusion"].verdict == HOLDS
+    assert c["occlusion"].value == 1.0 and "passes" in c["occlusion"].reason  # computed (no model: no control)
 
 
 def test_stage_writes_metrics_table_and_wandb(tiny_cfg, tmp_path, monkeypatch):
@@ -519,15 +591,16 @@ def test_stage_writes_metrics_table_and_wandb(tiny_cfg, tmp_path, monkeypatch):
     csv = stage.run(cfg)
     frame = pd.read_csv(csv)
     assert len(frame) == 18 and set(frame.verdict) <= {HOLDS, FAILS, NA}
-    assert frame.set_index("figure").loc["occlusion", "verdict"] == HOLDS
+    occ = frame.set_index("figure").loc["occlusion"]
+    assert occ["verdict"] == NA and "no untrained control" in occ["reason"]  # no trained model: no control run
     m = json.loads(Path(cfg.claims.metrics_path).read_text())
-    assert m["findings"]["occlusion"] == {"value": 1.0, "control": 0.1, "holds": 1}
+    assert m["findings"]["occlusion"] == {"value": 1.0, "control": None, "holds": None}
     assert m["controls"] == {"seed": int(cfg.seed), "fingerprints": {}}  # no trained model: no control built
     assert Path(cfg.claims.table + ".md").is_file()
 
 
 def test_feature_claims_of_a_model_at_chance_are_not_measurable():
-    holds = vd.occlusion(_boxes([1] * 10), P["occlusion"])
+    holds = vd.occlusion(_boxes([1] * 10), P["occlusion"], control=_elsewhere(_boxes([1] * 10)))
     weights = _by_id(vd.clipping(_bank(), _bank(seed=1), FILTERS))["clip_bound"]
     chance = {"val_top1_error": 0.66, "chance_top1_error": 0.6667}
     from zfnet.claims.collect import at_chance

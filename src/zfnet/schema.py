@@ -561,7 +561,7 @@ class ClaimsInvariance:
     margin: float = v(check=ge(0))
     over_control: float = v(check=ge(0))
     linear_r2: float = v(check=between(0, 1))
-    linear_over_control: float = v(check=ge(0))
+    linear_z: float = v(check=ge(0))
     rotation_drop: float = v(check=between(0, 1))
     min_over_uniform: float = v(check=ge(0))
 
@@ -583,6 +583,7 @@ class ClaimsOcclusion:
     min_images: int = v(check=ge(1))
     alpha: float = v(check=between(0, 1, lo_open=True))
     permutations: int = v(check=ge(1))
+    z: float = v(check=ge(0))
 
 
 @dataclass
@@ -612,7 +613,7 @@ class ClaimsGrouping:
     k: int = v(check=ge(2))
     images: int = v(check=ge(2))
     draws: int = v(check=ge(1))
-    over_control: float = v(check=ge(0))
+    z: float = v(check=ge(0))
 
 
 @dataclass
@@ -631,6 +632,8 @@ class Claims:
     alexnet: str = v()
     zfnet: str = v()
     zfnet_noclip: str = v()
+    ablation_models: str = v()
+    bootstrap: int = v(check=ge(2))
     evolution: ClaimsEvolution = group(ClaimsEvolution)
     invariance: ClaimsInvariance = group(ClaimsInvariance)
     filters: ClaimsFilters = group(ClaimsFilters)

@@ -16,16 +16,17 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from zfnet.claims import statistics as st
+from zfnet.claims import measure as ms
 from zfnet.claims import verdicts as vd
 from zfnet.claims.verdicts import Claim
 from zfnet.paper import FEATURE_LAYERS
 
-__all__ = ["COLUMNS", "at_chance", "control_curves", "evaluate", "layer_weights", "metrics", "table", "top9_similarity"]
+__all__ = ["COLUMNS", "at_chance", "evaluate", "layer_weights", "metrics", "table", "top9_similarity"]
+
+top9_similarity = ms.top9_similarity
 
 LAYERS = FEATURE_LAYERS
 
@@ -84,81 +85,10 @@ def _num_classes(prepared: str | Path) -> int | None:
     return len(names) or None
 
 
-def _val_images(prepared: str | Path, crop: int, n: int, labels: bool = False):
-    """The first ``n`` validation images as the network sees them (centre crop, minus the mean image); with
-    ``labels``, (images, labels)."""
-    from zfnet.data import shards
-    from zfnet.data.crops import crop_offsets
-
-    prepared = Path(prepared)
-    if not (prepared / "mean.npy").is_file():
-        return None
-    mean = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1)
-    images, found = [], []
-    for shard in shards.shards(prepared, "val"):
-        for _key, image, label in shards.iter_shard(shard):
-            images.append(torch.from_numpy(np.array(image)).permute(2, 0, 1).float())
-            found.append(int(label))
-            if len(images) == n:
-                break
-        if len(images) == n:
-            break
-    if not images:
-        return None
-    x = torch.stack(images) - mean
-    top, left = crop_offsets(x.shape[-1], crop)[4]
-    x = x[..., top:top + crop, left:left + crop]
-    return (x, torch.tensor(found)) if labels else x
-
-
 def _val_count(prepared: str | Path) -> int | None:
     stats = _read_json(Path(prepared) / "stats.json") or {}
     n = (stats.get("val") or {}).get("written")
     return int(n) if n else None
-
-
-def control_curves(model: torch.nn.Module, curves: Mapping[str, pd.DataFrame | None], images: torch.Tensor,
-                   labels: torch.Tensor) -> dict[str, pd.DataFrame]:
-    """The Fig. 5 mean curves of ``model`` (the untrained control) at the same amounts and layers as
-    ``curves`` (the trained model's ``metrics/invariance/<transform>.csv``), on ``images``."""
-    from zfnet.analysis.invariance import invariance_sweep, mean_curves
-
-    have = {k: f for k, f in curves.items() if f is not None and not f.empty}
-    if not have:
-        return {}
-    first = next(iter(have.values()))
-    layers = [c.removeprefix("distance_") for c in first.columns if c.startswith("distance_")]
-    amounts = {k: sorted(set(f["amount"].astype(float))) for k, f in have.items()}
-    return mean_curves(invariance_sweep(model, images, labels, amounts, layers=layers))
-
-
-def top9_similarity(model: torch.nn.Module, images: torch.Tensor, layers, *, maps_per_layer: int = 6, k: int = 9,
-                    pool: int = 64, draws: int = 50, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Per layer: (mean pairwise cosine of the top-``k`` deconvnet projections of ``maps_per_layer`` active
-    maps, the same for ``k`` random maps' strongest projections). Projections are receptive-field frames."""
-    from zfnet.analysis.deconvnet import project_units
-    from zfnet.analysis.topk import top_activations
-
-    layers = list(layers)
-    topk = top_activations(model, images, layers, k=k)
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for layer in layers:
-        t = topk[layer]
-        kk = t.values.shape[1]
-        full = (t.values > 0).all(1) & (t.image_index >= 0).all(1)  # maps with k responding images
-        alive = full.nonzero().flatten()
-        if len(alive) == 0 or kk < 2:
-            continue
-        chans = alive[torch.randperm(len(alive), generator=g)[:maps_per_layer]].sort().values
-        sel = chans.repeat_interleave(kk)
-        proj = project_units(model, images, layer, t.image_index[chans].reshape(-1), sel,
-                             t.y[chans].reshape(-1), t.x[chans].reshape(-1)).values
-        groups = proj.reshape(len(chans), kk, *proj.shape[1:])
-        others = alive[torch.randperm(len(alive), generator=g)[:pool]]
-        tops = project_units(model, images, layer, t.image_index[others, 0], others, t.y[others, 0], t.x[others, 0]).values
-        out[layer] = st.within_vs_across(groups, tops, draws=draws, seed=seed)
-    return out
 
 
 def _guard(make: Callable[[], list[Claim]], fallback: Callable[[str], list[Claim]]) -> list[Claim]:
@@ -169,14 +99,26 @@ def _guard(make: Callable[[], list[Claim]], fallback: Callable[[str], list[Claim
         return fallback(f"could not read or compute: {type(err).__name__}: {line}")
 
 
+def _attempt(make: Callable[[], object]) -> object:
+    """``make()``, or why it failed (one line): an untrained control that cannot be computed leaves the
+    trained statistic standing, its control column saying why."""
+    try:
+        return make()
+    except Exception as err:
+        line = (str(err).strip().splitlines() or [""])[0][:200]
+        return f"could not compute: {type(err).__name__}: {line}"
+
+
 def _na_all(*bases: dict) -> Callable[[str], list[Claim]]:
     return lambda reason: [vd._na(dict(b), reason) for b in bases]
 
 
-def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: dict | None = None) -> list[Claim]:
+def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: dict | None = None,
+             parts: Callable[[], tuple | str] | None = None) -> list[Claim]:
     """All claims from the pipeline's outputs named in ``c`` (the ``claims`` config group, as a plain dict).
     ``seed``: the train runs' seed (their untrained controls); ``fingerprints`` (filled when given): each
-    control's weight fingerprint by the trained model's path."""
+    control's weight fingerprint by the trained model's path; ``parts``: returns Table 1's (images,
+    landmarks, visualize.correspondence options), or why there are none (the correspondence control)."""
     num_classes = _num_classes(c["prepared_dir"])
     fps = fingerprints if fingerprints is not None else {}
     claims: list[Claim] = []
@@ -198,15 +140,21 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
 
     def inv():
         curves = {k: _csv(Path(c["curves_dir"]) / f"{k}.csv") for k in ("translate", "scale", "rotate")}
-        ctl = None
+        ctl, se = None, None
         pair = main_model()
         n = int(c["invariance"]["images"])
         if pair is not None and any(f is not None and not f.empty for f in curves.values()):
+            from zfnet.analysis.invariance import mean_curves
+
             size = crop or int(getattr(pair[0], "config", {}).get("input_size", 224))
-            got = _val_images(c["prepared_dir"], size, n, labels=True)
+            got = ms.val_images(c["prepared_dir"], size, n, labels=True)
             if got is not None:
-                ctl = control_curves(pair[1], curves, *got)
-        return vd.invariance(curves, c["invariance"], num_classes, control=ctl)
+                # the trained model's per-image curves on the same images: the noise over images of the
+                # trained-minus-untrained edge (the CSV holds only their mean)
+                sweep_t, sweep_c = ms.control_sweep(pair[0], curves, *got), ms.control_sweep(pair[1], curves, *got)
+                ctl = mean_curves(sweep_c)
+                se = ms.linear_edge_se(sweep_t, sweep_c, int(c["bootstrap"]), seed)
+        return vd.invariance(curves, c["invariance"], num_classes, control=ctl, linear_se=se)
 
     claims += _guard(inv, lambda r: [
         vd._na(dict(id=i, claim=i, statistic="", paper="", figure="invariance"), r)
@@ -225,12 +173,29 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
 
     def occ():
         f = Path(c["occlusion_boxes"])
-        return [vd.occlusion(json.loads(f.read_text()) if f.is_file() else None, c["occlusion"], seed=seed)]
+        boxes = json.loads(f.read_text()) if f.is_file() else None
+        rows = vd.counted_images(list((boxes or {}).get("images") or []))[0]
+        ctl: dict | str | None = None
+        pair = main_model()
+        if rows and pair is not None and all("image" in r and "label" in r for r in rows):
+            size = crop or int(getattr(pair[0], "config", {}).get("input_size", 224))
+            images = _attempt(lambda: ms.val_by_name(c["prepared_dir"], size, {r["image"] for r in rows}))
+            ctl = images if isinstance(images, str) else _attempt(lambda: ms.occlusion_control(pair[1], rows, images))
+        return [vd.occlusion(boxes, c["occlusion"], seed=seed, control=ctl, bootstrap=int(c["bootstrap"]))]
 
     claims += _guard(occ, _na_all(vd.OCCLUSION))
 
     tables = Path(c["tables_dir"])
-    claims += _guard(lambda: vd.correspondence(_csv(tables / "table1_correspondence.csv"), c["correspondence"]),
+    def corr():
+        table1 = _csv(tables / "table1_correspondence.csv")
+        ctl: pd.DataFrame | str | None = None
+        pair = main_model()
+        if not isinstance(vd.table1_gaps(table1), str) and pair is not None:
+            got = _attempt(parts) if parts is not None else "the images and landmarks of Table 1 were not given"
+            ctl = got if isinstance(got, str) else _attempt(lambda: ms.correspondence_control(pair[1], table1, *got))
+        return vd.correspondence(table1, c["correspondence"], control=ctl)
+
+    claims += _guard(corr,
                      lambda r: [vd._na(dict(id=i, claim=i, statistic="", paper="", figure="table1_correspondence"), r)
                                 for i in ("correspondence_layer5", "correspondence_layer7")])
 
@@ -241,8 +206,12 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
             chance = json.loads(f.read_text()).get("chance_top1_error")
         elif num_classes:
             chance = 1 - 1 / num_classes
-        return vd.table3(_csv(tables / "table3_ablation.csv"), c["table3"], None if chance is None else 100 * chance,
-                         val_images=_val_count(c["prepared_dir"]))
+        table3 = _csv(tables / "table3_ablation.csv")
+        rows = [] if table3 is None or "variant" not in table3 else [str(v) for v in table3["variant"]]
+        models = {r: Path(c["ablation_models"]) / r / "model.pt" for r in rows}
+        control = _attempt(lambda: ms.untrained_errors(models, c["prepared_dir"], crop, seed, fps)) if rows else None
+        return vd.table3(table3, c["table3"], None if chance is None else 100 * chance,
+                         val_images=_val_count(c["prepared_dir"]), control=control)
 
     claims += _guard(t3, lambda r: [vd._na(dict(id=i, claim=i, statistic="", paper="", figure="table3_ablation"), r)
                                     for i in ("table3_single_removal", "table3_both_removed", "table3_wider_middle")])
@@ -258,12 +227,13 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
             return [vd.grouping(None, gp, f"no trained model ({c['model']})")]
         model, control = pair
         size = crop or int(getattr(model, "config", {}).get("input_size", 224))
-        images = _val_images(c["prepared_dir"], size, int(gp["images"]))
+        images = ms.val_images(c["prepared_dir"], size, int(gp["images"]))
         if images is None:
             return [vd.grouping(None, gp, f"no prepared validation images ({c['prepared_dir']})")]
-        kw = dict(maps_per_layer=int(gp["maps_per_layer"]), k=int(gp["k"]), draws=int(gp["draws"]), seed=seed)
-        sim = top9_similarity(model, images, gp["layers"], **kw)
-        return [vd.grouping(sim, gp, control=top9_similarity(control, images, gp["layers"], **kw))]
+        kw = dict(maps_per_layer=int(gp["maps_per_layer"]), k=int(gp["k"]), draws=int(gp["draws"]), seed=seed,
+                  bootstrap=int(c["bootstrap"]))
+        sim = ms.top9_similarity(model, images, gp["layers"], **kw)
+        return [vd.grouping(sim, gp, control=ms.top9_similarity(control, images, gp["layers"], **kw))]
 
     claims += _guard(top9, lambda r: [vd.grouping(None, c["grouping"], r)])
     return at_chance(claims, _read_json(c.get("train_metrics")), float(c["table3"]["chance_margin"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,8 @@ __all__ = [
     "convergence_epochs", "relative_changes", "normalized_auc", "linearity_r2", "sweep_curve", "relative_drop",
     "filter_rms", "dominance_ratio", "dead_fraction", "band_energy", "poisson_binomial_sf", "relative_gap",
     "mean_of", "std_of", "spearman", "within_vs_across", "white_noise_band_share", "band_energy_vs_noise",
-    "fit_r2", "shape_r2", "permutation_inside", "error_difference_se",
+    "fit_r2", "shape_r2", "permutation_inside", "error_difference_se", "bootstrap_se", "grouping_gap_se",
+    "minimum_centre", "inside",
 ]
 
 
@@ -63,13 +64,31 @@ def convergence_epochs(changes: pd.DataFrame, fraction: float, relative: bool = 
     return out
 
 
+# ------------------------------------------------------------------------------------ noise of a control's difference
+def bootstrap_se(statistic: Callable[[np.ndarray], float], n: int, draws: int, seed: int = 0) -> float:
+    """Bootstrap standard error of ``statistic(idx)`` over ``n`` units (images, maps): the standard deviation
+    (ddof 1) of the statistic over ``draws`` resamples of the unit indices with replacement. A statistic that
+    is NaN on a resample (e.g. too few distinct units) is left out; NaN when fewer than 2 resamples remain.
+
+    The margins by which a finding must beat its untrained control are ``z`` such errors of the trained-minus-
+    control difference (paired: the same resampled indices for both, where both see the same units)."""
+    if n < 2 or draws < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    vals = [statistic(rng.integers(0, n, n)) for _ in range(int(draws))]
+    vals = np.array([v for v in vals if math.isfinite(v)], float)
+    return float(vals.std(ddof=1)) if len(vals) >= 2 else float("nan")
+
+
 # ------------------------------------------------------------------------------------ claim 2: invariance
 def sweep_curve(frame: pd.DataFrame, column: str, identity: float) -> tuple[np.ndarray, np.ndarray]:
     """(|amount − identity|, mean of ``column``) sorted by the distance from the identity, the two sides of a
     symmetric sweep (translation) averaged."""
-    x = (frame["amount"].astype(float) - identity).abs().round(9)
-    g = frame.assign(_x=x).groupby("_x")[column].mean().sort_index()
-    return g.index.to_numpy(float), g.to_numpy(float)
+    x = np.round(np.abs(frame["amount"].to_numpy(float) - identity), 9)
+    d = frame[column].to_numpy(float)
+    keep = ~np.isnan(d)  # a missing value is left out of its amount's mean (as pandas' mean does)
+    ux, inv = np.unique(x[keep], return_inverse=True)  # numpy, not a groupby: the bootstraps call it often
+    return ux, np.bincount(inv, weights=d[keep], minlength=len(ux)) / np.bincount(inv, minlength=len(ux))
 
 
 def normalized_auc(x: np.ndarray, d: np.ndarray) -> float:
@@ -193,7 +212,8 @@ def poisson_binomial_sf(chances: Sequence[float], observed: int) -> float:
     return float(min(1.0, dist[observed:].sum())) if observed <= len(chances) else 0.0
 
 
-def _inside(point: Sequence[float], boxes) -> bool:
+def inside(point: Sequence[float], boxes) -> bool:
+    """Whether ``point`` (x, y) lies in any of ``boxes`` ((x0, y0, x1, y1), edges included)."""
     x, y = float(point[0]), float(point[1])
     return any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes)
 
@@ -206,11 +226,18 @@ def permutation_inside(points: Sequence[Sequence[float]], boxes: Sequence[Sequen
 
     Returns (observed count, expected count under the null, one-sided p = (1 + #{null >= observed}) / (1 + draws))."""
     n = len(points)
-    hit = np.array([[_inside(points[i], boxes[j]) for j in range(n)] for i in range(n)], bool)  # point i in box j
+    hit = np.array([[inside(points[i], boxes[j]) for j in range(n)] for i in range(n)], bool)  # point i in box j
     observed = int(hit.diagonal().sum())
     rng = np.random.default_rng(seed)
     null = np.array([hit[np.arange(n), rng.permutation(n)].sum() for _ in range(int(draws))])
     return observed, float(hit.mean() * n), float((1 + (null >= observed).sum()) / (1 + len(null)))
+
+
+def minimum_centre(prob: torch.Tensor, ys: Sequence[float], xs: Sequence[float], size: float) -> tuple[float, float]:
+    """(x, y) centre of the occluding square where the probability map ``prob`` (n_y, n_x; squares with top /
+    left corners ``ys`` / ``xs``, side ``size``) is lowest (the first such position in row-major order)."""
+    iy, ix = np.unravel_index(int(torch.as_tensor(prob).argmin()), tuple(prob.shape))
+    return float(xs[ix]) + size / 2, float(ys[iy]) + size / 2
 
 
 # ------------------------------------------------------------------------------------ claim 6: Table 1
@@ -279,3 +306,26 @@ def within_vs_across(groups: torch.Tensor, pool: torch.Tensor, draws: int = 50, 
     chance = float(np.mean([_mean_pairwise_cos(pool[torch.randperm(pool.shape[0], generator=g)[:kk]])
                             for _ in range(draws)]))
     return within, chance
+
+
+def grouping_gap_se(groups: torch.Tensor, pool: torch.Tensor, draws: int = 1000, seed: int = 0) -> float:
+    """Bootstrap standard error over maps of ``within − chance`` (``within_vs_across``'s two numbers): a draw
+    resamples the M maps of ``groups`` (each map's mean pairwise cosine) and, independently, the P maps of
+    ``pool`` (chance: the mean cosine over the drawn pairs of distinct maps, what random sets of distinct
+    maps average to). NaN with fewer than 2 maps on either side."""
+    m, p = groups.shape[0], pool.shape[0]
+    if m < 2 or p < 2:
+        return float("nan")
+    per_map = np.array([_mean_pairwise_cos(groups[i]) for i in range(m)])
+    v = torch.nn.functional.normalize(pool.reshape(p, -1).double(), dim=1)
+    s = (v @ v.t()).numpy()
+    rng = np.random.default_rng(seed)
+
+    def one() -> float:
+        a, b = rng.integers(0, m, m), rng.integers(0, p, p)
+        distinct = b[:, None] != b[None, :]
+        return float(per_map[a].mean() - s[np.ix_(b, b)][distinct].mean()) if distinct.any() else float("nan")
+
+    vals = np.array([one() for _ in range(int(draws))])
+    vals = vals[np.isfinite(vals)]
+    return float(vals.std(ddof=1)) if len(vals) >= 2 else float("nan")

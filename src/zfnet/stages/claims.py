@@ -22,7 +22,18 @@ def run(cfg: DictConfig) -> Path:
     c = OmegaConf.to_container(cfg.claims, resolve=True)
     seed = int(cfg.get("seed", 0))  # the train runs' seed: their untrained controls start from it
     fingerprints: dict[str, str] = {}
-    claims = evaluate(c, crop=int(cfg.data.crop) if cfg.get("data") else None, seed=seed, fingerprints=fingerprints)
+    def parts():  # Table 1's images and landmarks, as the visualize stage chose them (the untrained control's)
+        if not cfg.get("visualize") or not cfg.get("data"):
+            return "no visualize / data config"
+        from zfnet.stages.visualize.correspondence import part_images
+        from zfnet.stages.visualize.stream import mean_image
+
+        got = part_images(cfg, mean_image(c["prepared_dir"]))
+        options = OmegaConf.to_container(cfg.visualize.correspondence, resolve=True)
+        return got if isinstance(got, str) else (*got, options)
+
+    claims = evaluate(c, crop=int(cfg.data.crop) if cfg.get("data") else None, seed=seed, fingerprints=fingerprints,
+                      parts=parts)
     frame = table(claims)
     write_json(cfg.claims.metrics_path, metrics(claims, fingerprints, seed))
     csv_path, _ = write_table(frame, cfg.claims.table)

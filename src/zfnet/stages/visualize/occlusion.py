@@ -92,7 +92,8 @@ def occlusion_vs_boxes(cfg, maps: list[dict], paths: list[str], note: str = "") 
                      "box": [round(float(v), 1) for v in box[int(hits.argmax())]],
                      "boxes": [[round(float(v), 1) for v in b] for b in box], "min_prob_centre": [cx, cy],
                      "min_prob": float(prob.min()), "unoccluded_prob": float(m["unoccluded"]["prob"]),
-                     "inside": bool(hits.any()), "chance": round(chance, 4)})
+                     "inside": bool(hits.any()), "chance": round(chance, 4),
+                     "size": int(m["size"]), "stride": int(m["stride"])})  # the claims stage's untrained control
     counted = [r for r in rows if r["correct"]] or rows
     dist = np.ones(1)  # Poisson-binomial distribution of the inside count under chance, by convolution
     for r in counted:
