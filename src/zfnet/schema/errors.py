@@ -145,7 +145,6 @@ def problems_of(err: ValidationError, root: type, plain: Any, prefix: str = "") 
     """One line per key for every error pydantic found validating ``plain`` against the model ``root``."""
     out: List[str] = []
     for e in err.errors(include_url=False):
-        node: Any = root
         parts: List[str] = []
         tp: Any = root
         known: List[str] = []
@@ -167,11 +166,13 @@ def problems_of(err: ValidationError, root: type, plain: Any, prefix: str = "") 
         if e["type"] == "extra_forbidden":
             close = difflib.get_close_matches(parts[-1], known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            out.append(f"{key}: unknown key (no such key in the schema, zfnet/schema/); known here: {known}{hint}")
+            where = model.__module__.replace(".", "/") + ".py"
+            out.append(f"{key}: unknown key (no such key in the schema, {where}); known here: {known}{hint}")
         elif e["type"] == "zfnet_rule":
             here = key + "." if parts else prefix
             for rel, value, expected in e["ctx"]["problems"]:
-                out.append(f"{here}{rel}={value!r}: " + expected.replace("{p}", here))
+                raw = _value(plain, parts + rel.split("."))  # as composed, not as validated
+                out.append(f"{here}{rel}={value if raw is _ABSENT else raw!r}: " + expected.replace("{p}", here))
         else:
             value = _value(plain, parts)
             shown = "" if value is _ABSENT else f"={value!r}"
