@@ -69,23 +69,22 @@ class DemoData(Group):
         bad = []
         if given(self.min_side, self.max_side) and self.min_side > self.max_side:
             bad.append(("min_side", self.min_side, f"expected <= {{p}}max_side={self.max_side!r}"))
-        dup = self.duplicates
-        total = 0
-        for ds in ("caltech101", "caltech256"):
-            n, src = getattr(dup, ds, None) if given(dup) else None, getattr(self, ds)
-            if n is None or not given(n, src) or not given(src.num_classes, src.per_class):
-                continue
-            total += n
-            if n > src.num_classes * src.per_class:
+        dup, inet = self.duplicates, self.imagenet
+        if not given(dup, inet, self.caltech101, self.caltech256):
+            broken(bad)
+            return self
+        for ds in ("caltech101", "caltech256"):  # duplicates replace images of that dataset's classes
+            n, src = getattr(dup, ds), getattr(self, ds)
+            if given(n, src.num_classes, src.per_class) and n > src.num_classes * src.per_class:
                 bad.append((f"duplicates.{ds}", n, f"expected <= {src.num_classes * src.per_class}, the {ds} object "
                             f"images ({{p}}{ds}.num_classes x {{p}}{ds}.per_class)"))
-        inet = self.imagenet
-        if given(dup, inet) and given(dup.caltech101, dup.caltech256, inet.num_classes, inet.train_per_class):
+        if given(dup.caltech101, dup.caltech256, inet.num_classes, inet.train_per_class):
             n_train = inet.num_classes * inet.train_per_class
-            if total > n_train:
-                bad.append(("duplicates", {"caltech101": dup.caltech101, "caltech256": dup.caltech256},
-                            f"expected caltech101 + caltech256 <= {n_train}, the ImageNet train images they are "
-                            f"copied from ({{p}}imagenet.num_classes x {{p}}imagenet.train_per_class)"))
+            if dup.caltech101 + dup.caltech256 > n_train:
+                bad.append(("duplicates.caltech101", dup.caltech101, f"expected duplicates.caltech101 + "
+                            f"duplicates.caltech256 ({dup.caltech101 + dup.caltech256}) <= {n_train}, the ImageNet "
+                            "train images they are copied from ({p}imagenet.num_classes x "
+                            "{p}imagenet.train_per_class)"))
         broken(bad)
         return self
 
