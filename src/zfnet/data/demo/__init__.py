@@ -1,7 +1,8 @@
 """Embedded demo data: deterministic synthetic ImageNet / Caltech-101 / Caltech-256 / VOC 2012.
 
 One module per dataset written (:mod:`.imagenet`, :mod:`.caltech`, :mod:`.voc`, :mod:`.dogscats`), shared
-drawing in :mod:`.shapes` (primitives) and :mod:`.render` (scenes, process pool), class tables in :mod:`.classes`,
+drawing in :mod:`.shapes` (objects), :mod:`.canvas` (colours, background, noise) and :mod:`.render` (scenes,
+process pool), class tables in :mod:`.classes`,
 config in :mod:`.config`, the entry point :func:`generate` in :mod:`.build`.
 
 :func:`generate` writes real JPEG files in the exact on-disk layouts of the real datasets, so the
