@@ -53,7 +53,8 @@ import zfnet.analysis.dissection.passes as dissection  # noqa: E402
 from zfnet.analysis.dissection import dissect, probe_loader  # noqa: E402
 from zfnet.data.broden import Broden, read_broden  # noqa: E402
 from zfnet.data.demo import broden as demo_broden  # noqa: E402
-from zfnet.data.demo.config import DEFAULTS, _config  # noqa: E402
+from helpers import demo_conf  # noqa: E402
+from zfnet.data.demo.config import _config  # noqa: E402
 from zfnet.models import build  # noqa: E402
 
 Q = 0.005
@@ -114,7 +115,7 @@ def main():
     torch.set_num_threads(1)
     root = Path("/tmp/bench_dissection_probe")
     if not (root / "index.csv").exists():
-        demo_broden.write(_config(DEFAULTS | {"broden": {"images": 60, "size": 112}, "workers": 0}), root)
+        demo_broden.write(_config(demo_conf(broden={"images": 60, "size": 112}, workers=1)), root)
     probe = read_broden(root)
     n = len(probe)
     decoded = _Decoded(**{k: getattr(probe, k) for k in Broden.__dataclass_fields__})

@@ -204,3 +204,12 @@ def offline_records(log: Path, timeout: float = 60.0) -> list:
         if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
             return records
         time.sleep(0.1)
+
+
+def demo_conf(**over) -> dict:
+    """The demo generator's settings as conf/demo_data/demo.yaml gives them (the one copy), ``over`` merged
+    over its top-level keys."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "demo_data" / "demo.yaml"))
+    return conf | over

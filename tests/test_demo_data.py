@@ -201,7 +201,7 @@ def test_deterministic_and_independent_of_workers(out, tmp_path, monkeypatch):
     demo.generate(_tiny(workers=2), again, progress=False)
     assert _hashes(again) == _hashes(out)
     other = tmp_path / "other"
-    demo.generate(_tiny(seed=4, workers=0), other, progress=False)
+    demo.generate(_tiny(seed=4, workers=1), other, progress=False)
     h_other = _hashes(other)
     assert h_other.keys() == _hashes(out).keys()
     assert h_other["ILSVRC2012/val/ILSVRC2012_val_00000001.JPEG"] != _hashes(out)[
@@ -373,26 +373,48 @@ def test_bad_config_names_the_key(tmp_path, over, key):
 
 
 def test_too_many_duplicates_for_imagenet(tmp_path):
-    cfg = _tiny(imagenet={"num_classes": 1, "train_per_class": 1, "val_per_class": 0})
+    cfg = _tiny(imagenet={"num_classes": 1, "train_per_class": 1, "val_per_class": 1})
     with pytest.raises(ValueError, match=r"duplicates\.caltech101 \+ duplicates\.caltech256"):
         demo.generate(cfg, tmp_path / "data", progress=False)
 
 
-def test_defaults_documented():
-    doc = demo.__doc__
-    for key, val in demo.DEFAULTS.items():
-        if isinstance(val, dict):
-            inner = ", ".join(f"{k}: {v}" for k, v in val.items())
-            assert f"{key}: {{{inner}}}" in doc.replace(":  {", ": {"), key
-        else:
-            assert re.search(rf"^\s*{key}: {val}\b", doc, re.M), key
-    assert len(demo.IMAGENET_CLASSES) == len({w for w, *_ in demo.IMAGENET_CLASSES})
-    # conf/ is the single source the pipeline reads: the module's defaults must not drift from it
+def test_config_keys_documented_and_in_the_schema():
+    """conf/demo_data/demo.yaml holds the values, the schema the rules, the docstring what each key means."""
     from omegaconf import OmegaConf
 
+    from zfnet.schema.data import DemoData
+
     conf = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/demo_data/demo.yaml"))
-    conf.pop("out_dir")
-    assert conf == demo.DEFAULTS
+    assert set(conf) == set(DemoData.model_fields)
+    doc = demo.__doc__
+    for key, val in conf.items():
+        if key != "out_dir":
+            assert re.search(rf"^    ({key}|min_side, {key})\b", doc, re.M), key
+        if isinstance(val, dict):
+            assert set(val) == set(DemoData.model_fields[key].annotation.model_fields), key
+            assert "{" + ", ".join(val) + "}" in doc, key
+    assert len(demo.IMAGENET_CLASSES) == len({w for w, *_ in demo.IMAGENET_CLASSES})
+
+
+@pytest.mark.parametrize(("over", "line"), [
+    ({"voc": {"num_images": 1}}, "demo_data.voc.num_images=1: expected an int in [2, 999999]"),  # passed the schema
+    ({"workers": 0}, "demo_data.workers=0: expected an int in [1, 256]"),  # passed the generator
+    ({"min_side": 16, "max_side": 100}, "demo_data.min_side=16: expected an int in [32, 4096]"),
+])
+def test_generator_and_stage_apply_the_same_rules(tmp_path, tiny_cfg, over, line):
+    """The generator reads its settings through the config schema: a value the stage's ``validate`` lets
+    through, the generator takes; both word a bad one the same."""
+    from omegaconf import OmegaConf
+
+    from zfnet.schema import ConfigError, validate
+
+    with pytest.raises(ConfigError) as generated:
+        demo.generate(_tiny(**over), tmp_path / "data", progress=False)
+    assert generated.value.problems == [line]
+    with pytest.raises(ConfigError) as validated:
+        validate(OmegaConf.merge(tiny_cfg, {"demo_data": over}))
+    assert validated.value.problems == [line]
+    assert not list(tmp_path.iterdir())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +432,7 @@ def _tiny_profile_cfg() -> dict:
     over = OmegaConf.load(root / "conf/profile/tiny.yaml").get("demo_data", {})
     cfg = OmegaConf.to_container(OmegaConf.merge(base, over))
     cfg.pop("out_dir", None)
-    cfg["workers"] = 0
+    cfg["workers"] = 1  # in-process
     return cfg
 
 

@@ -12,15 +12,16 @@ import torch
 from PIL import Image
 from torch import nn
 
+from helpers import demo_conf
 from zfnet.analysis.dissection import dissect, probe_loader
 from zfnet.data.broden import encode_mask, read_broden
 from zfnet.data.demo import broden as demo_broden
-from zfnet.data.demo.config import DEFAULTS, _config
+from zfnet.data.demo.config import _config
 
 
 @pytest.fixture(scope="module")
 def probe_root(tmp_path_factory) -> Path:
-    c = _config(DEFAULTS | {"broden": {"images": 24, "size": 64}, "workers": 0})
+    c = _config(demo_conf(broden={"images": 24, "size": 64}, workers=1))
     root = tmp_path_factory.mktemp("probe") / "broden"
     demo_broden.write(c, root)
     return root

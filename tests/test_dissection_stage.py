@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import offline_records
+from helpers import demo_conf, offline_records
 from zfnet.data.demo import broden as demo_broden
-from zfnet.data.demo.config import DEFAULTS, _config
+from zfnet.data.demo.config import _config
 from zfnet.models import build
 from zfnet.models.weights import export_model
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def staged(tiny_cfg):
     """The tiny profile's inputs of the dissect stage, in cwd: probe set, trained-model file, mean image."""
-    demo_broden.write(_config(DEFAULTS | {"broden": dict(tiny_cfg.demo_data.broden), "workers": 0}),
+    demo_broden.write(_config(demo_conf(broden=dict(tiny_cfg.demo_data.broden), workers=1)),
                       Path(tiny_cfg.dissect.probe_dir))
     torch.manual_seed(0)
     model = build("zfnet", 3, width=float(tiny_cfg.model.width), input_size=int(tiny_cfg.data.crop))

@@ -119,6 +119,37 @@ def test_unknown_override_is_type_error():
         build("alexnet", 10, bogus=1)
 
 
+@pytest.mark.parametrize("kwargs, line", [
+    ({"lrn": {"k": 0.0}}, "model.lrn.k=0.0: expected a float > 0"),  # was accepted with alpha > 0: 0/0 on dead maps
+    ({"lrn": {"beta": -0.5}}, "model.lrn.beta=-0.5: expected a float >= 0"),  # was any finite number
+    ({"lrn": {"size": 4}}, "model.lrn.size=4: expected an int >= 1 and odd"),
+    ({"conv_maps": [96.0, 256, 384, 384, 256]}, "model.conv_maps=[96.0, 256, 384, 384, 256]: expected null or a list "
+                                                "of ints >= 1 (exactly 5)"),
+    ({"dropout": 1.0}, "model.dropout=1.0: expected a float in [0, 1)"),
+])
+def test_build_checks_overrides_with_the_config_schema(tiny_cfg, kwargs, line):
+    """``build`` from Python and a stage reading conf/ apply the same rules, worded the same."""
+    from omegaconf import OmegaConf
+
+    from zfnet.schema import ConfigError, validate
+
+    with pytest.raises(ConfigError) as built:
+        build("zfnet", 10, **kwargs)
+    assert built.value.problems == [line]
+    cfg = OmegaConf.merge(tiny_cfg, {"model": kwargs})
+    with pytest.raises(ConfigError) as validated:
+        validate(cfg)
+    assert validated.value.problems == [line]
+
+
+def test_schema_knows_the_registered_models():
+    import typing
+
+    from zfnet.schema.model import Model
+
+    assert sorted(typing.get_args(Model.model_fields["name"].annotation)) == names()
+
+
 def test_bad_num_classes():
     with pytest.raises(ValueError, match="num_classes"):
         build("zfnet", 0)

@@ -4,7 +4,6 @@ value and what is allowed, before any stage reads or writes a file (zfnet.schema
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -14,11 +13,12 @@ import types
 import typing
 
 import pytest
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
+from pydantic import BaseModel
 
 from helpers import REPO
 from zfnet.config import compose_params
-from zfnet.schema import PRECISIONS, Config, ConfigError, validate
+from zfnet.schema import PRECISIONS, UNSET, Config, ConfigError, validate
 
 
 def _with(cfg, **values):
@@ -64,16 +64,15 @@ def test_every_schema_key_is_in_params_yaml():
     plain = OmegaConf.to_container(OmegaConf.load(REPO / "params.yaml"))
     missing = []
 
-    def walk(cls, node, prefix):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            inner = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
-            if f.name not in node:
-                if f.default is MISSING:
-                    missing.append(prefix + f.name)
-            elif dataclasses.is_dataclass(inner) and isinstance(node[f.name], dict):
-                walk(inner, node[f.name], prefix + f.name + ".")
+    def walk(model, node, prefix):
+        for name, info in model.model_fields.items():
+            key = info.alias or name
+            inner = next((a for a in typing.get_args(info.annotation) if a is not type(None)), info.annotation)
+            if key not in node:
+                if info.default is UNSET:
+                    missing.append(prefix + key)
+            elif isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(node[key], dict):
+                walk(inner, node[key], prefix + key + ".")
 
     walk(Config, plain, "")
     assert not missing, missing

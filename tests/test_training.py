@@ -157,3 +157,23 @@ def test_training_learns_planted_classes_far_below_chance(tiny_cfg, tmp_path, mo
     assert metrics["val_top1_error"] <= 1 / 6 and metrics["val_10crop_top1_error"] <= 1 / 6, metrics
     rows = list(csv.DictReader((tmp_path / "h.csv").open()))
     assert float(rows[-1]["train_loss"]) < 0.75 * math.log(3) and float(rows[-1]["val_loss"]) < 0.75 * math.log(3), rows[-1]
+
+
+@pytest.mark.parametrize("key,value,line", [
+    ("train.momentum", 1.5, "train.momentum=1.5: expected a float in [0, 1)"),  # was: any number >= 0
+    ("train.lr_factor", 1.0, "train.lr_factor=1.0: expected a float in (0, 1)"),  # was: any number >= 0
+    ("train.rms_clip", 0.0, "train.rms_clip=0.0: expected null or a float > 0"),  # was: >= 0
+])
+def test_train_applies_the_schemas_bounds_before_writing(tiny_cfg, tmp_path, key, value, line):
+    """``train`` called directly (not through the stage) checks the same rules, worded the same."""
+    from omegaconf import OmegaConf
+
+    from zfnet.schema import ConfigError
+    from zfnet.training.run import train
+
+    cfg = OmegaConf.merge(tiny_cfg, OmegaConf.from_dotlist([f"{key}={value}"]))
+    OmegaConf.update(cfg, "train.out_dir", str(tmp_path / "M"))
+    with pytest.raises(ConfigError) as err:
+        train(cfg, tmp_path / "prepared", tmp_path / "metrics.json", tmp_path / "history.csv")
+    assert err.value.problems == [line]
+    assert list(tmp_path.iterdir()) == []

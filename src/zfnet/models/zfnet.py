@@ -1,6 +1,8 @@
 """The model family of Zeiler & Fergus (2014): ``zfnet`` (Fig. 3) and ``alexnet`` (dense Krizhevsky).
 
-One self-contained file (timm style): layer specs, the module, a registry and the builder.
+Layer specs, a registry and the builder (timm style); the module is :class:`zfnet.models.paper_cnn.PaperCNN`,
+the shape arithmetic :mod:`zfnet.models.shapes`. The override values are checked by the config schema
+(``zfnet.schema.model.Model``, the rules of the ``model`` group): the same rules and messages as a stage's.
 
 Layer naming (the paper's names, so every analysis addresses layers the same way)
 ---------------------------------------------------------------------------------
@@ -73,17 +75,21 @@ Overrides (all plain config values; see ``DEFAULTS``)
                        (fan_out, relu) conv weights, N(0, 0.01^2) linear weights, biases 0.
 """
 
+
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
+from zfnet.models.paper_cnn import PaperCNN
+from zfnet.models.shapes import _parse_input_size, _spatial_after, feature_shapes
 from zfnet.paper import CONV_LAYERS, LAYERS, REMOVABLE
+from zfnet.schema import check_group
+from zfnet.schema.model import Model
 
 __all__ = [
     "DEFAULTS",
@@ -106,7 +112,6 @@ DEFAULTS: dict[str, Any] = {
     "input_size": 224,
     "init": "paper",
 }
-INITS = ("paper", "kaiming")
 
 
 # --------------------------------------------------------------------------------------------- specs
@@ -178,172 +183,24 @@ def names() -> list[str]:
     return sorted(_ARCHS)
 
 
-# ------------------------------------------------------------------------------------ the module
-class PaperCNN(nn.Module):
-    """Eight-layer convnet whose top-level children are the paper's layers (see module docstring)."""
-
-    def __init__(self, arch: str, blocks: Mapping[str, nn.Sequential], config: dict[str, Any]):
-        super().__init__()
-        self.arch = arch
-        self.feature_layers: list[str] = list(blocks)
-        for name, block in blocks.items():
-            self.add_module(name, block)
-        first_fc = [n for n in self.feature_layers if n.startswith("fc")]
-        self._flatten_before = first_fc[0]
-        #: everything needed to rebuild this architecture: ``build(**model.config)``
-        self.config: dict[str, Any] = config
-        # the (H, W) of the map the first fc layer was sized for (checked in forward: a map of another
-        # size either fails deep inside the matmul or, when only H and W swap, runs with scrambled features)
-        hw = _parse_input_size(config["input_size"])
-        for name in self.conv_layers:
-            for module in getattr(self, name).children():
-                hw = _spatial_after(module, hw)
-        self._classifier_hw: tuple[int, int] = hw
-
-    # -- addressing
-    def block(self, name: str) -> nn.Sequential:
-        """The block of paper layer ``name``; its output is "the output of layer ``name``"."""
-        if name not in self.feature_layers:
-            raise KeyError(f"layer {name!r} is not in this model; present: {self.feature_layers}")
-        return getattr(self, name)
-
-    def weight_layer(self, name: str) -> nn.Conv2d | nn.Linear:
-        """The ``nn.Conv2d`` (``<name>.conv``) or ``nn.Linear`` (``<name>.fc``) of paper layer ``name``."""
-        block = self.block(name)
-        return block.conv if name.startswith("conv") else block.fc
-
-    @property
-    def conv_layers(self) -> list[str]:
-        return [n for n in self.feature_layers if n.startswith("conv")]
-
-    @property
-    def fc_layers(self) -> list[str]:
-        return [n for n in self.feature_layers if n.startswith("fc")]
-
-    # -- forward
-    def _run(self, x: torch.Tensor, stop_at: str | None, keep: Iterable[str] | None):
-        wanted = set(keep) if keep is not None else set()
-        out: dict[str, torch.Tensor] = {}
-        arrived = x.shape
-        for name in self.feature_layers:
-            if name == self._flatten_before:
-                if x.shape[-2:] != self._classifier_hw:
-                    raise self._input_size_error(arrived)
-                x = torch.flatten(x, 1)
-            x = getattr(self, name)(x)
-            if name in wanted:
-                out[name] = x
-            if name == stop_at:
-                break
-        return x, out
-
-    def _input_size_error(self, arrived: torch.Size) -> ValueError:
-        """The classifier's input dim is fixed by ``input_size`` at build time; convolutions (and so
-        ``forward_to`` / ``extract`` below the first fc layer) take any size that fits."""
-        built = self.config.get("input_size")
-        h, w = (int(arrived[-2]), int(arrived[-1])) if len(arrived) >= 2 else (None, None)
-        got = f"{h}×{w} input" if h is not None else f"input of shape {tuple(arrived)}"
-        wanted = h if h == w else [h, w]
-        return ValueError(
-            f"{self.arch} built for input_size={built} got {got}; build it with input_size={wanted} or resize"
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, None, None)[0]
-
-    def forward_to(self, x: torch.Tensor, layer: str) -> torch.Tensor:
-        """Output of block ``layer``; layers above it are not computed."""
-        self.block(layer)
-        return self._run(x, layer, None)[0]
-
-    def extract(self, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Outputs of the blocks ``layers``, stopping the forward at the deepest one requested."""
-        layers = list(layers)
-        if not layers:
-            return {}
-        for name in layers:
-            self.block(name)
-        deepest = max(layers, key=self.feature_layers.index)
-        return self._run(x, deepest, layers)[1]
-
 
 # ---------------------------------------------------------------------------- override handling
-def _err(key: str, expected: str, got: Any) -> ValueError:
-    return ValueError(f"model override {key!r}: expected {expected}, got {got!r}")
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists (OmegaConf containers and tuples too), as the schema takes them."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _is_seq(v: Any) -> bool:
-    return isinstance(v, Sequence) and not isinstance(v, (str, bytes))
-
-
-def _positive_ints(key: str, value: Any, n: int) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    if not _is_seq(value) or len(value) != n:
-        raise _err(key, f"a list of {n} positive ints", value)
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < 1:
-            raise _err(key, f"a list of {n} positive ints", value)
-        out.append(int(v))
-    return tuple(out)
-
-
-def _parse_remove(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, (str, int)) else value
-    if not _is_seq(items):
-        raise _err("remove", f"a list of layer names among {list(REMOVABLE)}", value)
-    out = []
-    for v in items:
-        name = f"{'conv' if v < 6 else 'fc'}{v}" if isinstance(v, int) and not isinstance(v, bool) else v
-        if isinstance(name, str) and name.isdigit():
-            d = int(name)
-            name = f"{'conv' if d < 6 else 'fc'}{d}"
-        if name not in REMOVABLE:
-            raise _err("remove", f"layer names among {list(REMOVABLE)}", v)
-        if name not in out:
-            out.append(name)
-    return tuple(n for n in LAYERS if n in out)
-
-
-def _parse_lrn(value: Any) -> dict[str, float] | None:
-    if value is None or value is False:
-        return None
-    if value is True:
-        return dict(DEFAULT_LRN)
-    if not isinstance(value, Mapping):
-        raise _err("lrn", "a mapping with keys size, alpha, beta, k, or None", value)
-    unknown = [k for k in value if k not in DEFAULT_LRN]
-    if unknown:
-        raise ValueError(
-            f"model override 'lrn': unknown key(s) {', '.join(f'lrn.{k}' for k in unknown)}; "
-            f"known: {sorted(DEFAULT_LRN)}"
-        )
-    lrn = {**DEFAULT_LRN, **{k: value[k] for k in value}}
-    size = lrn["size"]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
-        raise _err("lrn.size", "an odd positive int", size)
-    for key in ("alpha", "beta", "k"):
-        v = lrn[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise _err(f"lrn.{key}", "a finite number", v)
-    if lrn["k"] <= 0 and lrn["alpha"] <= 0:
-        raise _err("lrn.k", "k > 0 (or alpha > 0)", lrn["k"])
-    return {"size": int(size), "alpha": float(lrn["alpha"]), "beta": float(lrn["beta"]), "k": float(lrn["k"])}
-
-
-def _parse_input_size(value: Any) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not _is_seq(value)
-        or len(value) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
-    ):
-        raise _err("input_size", "a positive int or a pair (H, W)", value)
-    return int(value[0]), int(value[1])
+def _layer_name(v: Any) -> Any:
+    """``3`` or ``"3"`` -> ``"conv3"``, ``6`` -> ``"fc6"``; anything else as given (the schema checks it)."""
+    if isinstance(v, str) and v.isdigit():
+        v = int(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{'conv' if v < 6 else 'fc'}{v}"
+    return v
 
 
 def _scale(n: int, width: float) -> int:
@@ -351,8 +208,8 @@ def _scale(n: int, width: float) -> int:
 
 
 def _resolve(name: str, num_classes: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    if name not in _ARCHS:
-        raise ValueError(f"unknown model {name!r}; known models: {names()}")
+    """The overrides with their conveniences expanded (layer numbers, a partial or boolean ``lrn``), checked
+    by the ``model`` group's schema (``ConfigError`` naming ``model.<key>``), normalised."""
     unknown = [k for k in overrides if k not in DEFAULTS]
     if unknown:
         raise TypeError(
@@ -361,56 +218,28 @@ def _resolve(name: str, num_classes: Any, overrides: Mapping[str, Any]) -> dict[
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
-    cfg = {**DEFAULTS, **dict(overrides)}
-    width = cfg["width"]
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (width > 0) or not math.isfinite(width):
-        raise _err("width", "a positive number", width)
-    dropout = cfg["dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (0 <= dropout < 1):
-        raise _err("dropout", "a probability in [0, 1)", dropout)
-    if cfg["init"] not in INITS:
-        raise _err("init", f"one of {list(INITS)}", cfg["init"])
+    cfg = {**DEFAULTS, **_plain(dict(overrides))}
+    remove, lrn = cfg["remove"], cfg["lrn"]
+    remove = [] if remove is None else [remove] if isinstance(remove, (str, int)) else remove
+    if lrn is True or lrn is False:
+        lrn = dict(DEFAULT_LRN) if lrn else None
+    elif isinstance(lrn, dict):
+        lrn = {**DEFAULT_LRN, **lrn}  # partial constants: the others are Krizhevsky's
+    arch = {k: cfg[k] for k in ("width", "conv_maps", "fc_units", "dropout", "init")}
+    arch.update(name=name, lrn=lrn, remove=[_layer_name(v) for v in remove] if isinstance(remove, list) else remove)
+    checked = check_group(Model, arch, prefix="model.")
     return {
         "name": name,
         "num_classes": int(num_classes),
-        "width": float(width),
-        "conv_maps": _positive_ints("conv_maps", cfg["conv_maps"], 5),
-        "fc_units": _positive_ints("fc_units", cfg["fc_units"], 2),
-        "remove": _parse_remove(cfg["remove"]),
-        "dropout": float(dropout),
-        "lrn": _parse_lrn(cfg["lrn"]),
+        "width": float(checked.width),
+        "conv_maps": tuple(checked.conv_maps) if checked.conv_maps else None,
+        "fc_units": tuple(checked.fc_units) if checked.fc_units else None,
+        "remove": tuple(n for n in LAYERS if n in checked.remove),
+        "dropout": float(checked.dropout),
+        "lrn": checked.lrn.model_dump() if checked.lrn is not None else None,
         "input_size": _parse_input_size(cfg["input_size"]),
-        "init": str(cfg["init"]),
+        "init": checked.init,
     }
-
-
-# ---------------------------------------------------------------------------------- shape arithmetic
-def _pair(v: Any) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def _conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _pool_out(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
-    # torch's pooling_output_shape
-    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)
-    out = num // s + 1
-    if ceil and (out - 1) * s >= n + p:
-        out -= 1
-    return out
-
-
-def _spatial_after(module: nn.Module, hw: tuple[int, int]) -> tuple[int, int]:
-    if isinstance(module, nn.Conv2d):
-        k, s, p, d = (_pair(module.kernel_size), _pair(module.stride), _pair(module.padding), _pair(module.dilation))
-        return tuple(_conv_out(hw[i], k[i], s[i], p[i], d[i]) for i in range(2))  # type: ignore[return-value]
-    if isinstance(module, nn.MaxPool2d):
-        k, s, p, d = (_pair(module.kernel_size), _pair(module.stride or module.kernel_size),
-                      _pair(module.padding), _pair(module.dilation))
-        return tuple(_pool_out(hw[i], k[i], s[i], p[i], d[i], module.ceil_mode) for i in range(2))  # type: ignore[return-value]
-    return hw
 
 
 # --------------------------------------------------------------------------------------- builder
@@ -509,46 +338,3 @@ def build(name: str, num_classes: int, **overrides: Any) -> PaperCNN:
     _init_weights(model, cfg["init"])
     return model
 
-
-# ----------------------------------------------------------------------------------------- helpers
-@torch.no_grad()
-def feature_shapes(
-    model: nn.Module, input_size: int | Sequence[int] = 224, submodules: bool = False
-) -> dict[str, tuple[int, ...]]:
-    """Per-example output shapes (batch dim dropped) of each paper layer, by a dry run with hooks.
-
-    Keys are ``model.feature_layers`` (e.g. ``{"conv1": (96, 55, 55), ..., "fc8": (1000,)}``); with
-    ``submodules=True`` also every child of each block, by dotted name (``"conv1.conv": (96, 110, 110)``).
-    Works for any model with a ``feature_layers`` list of top-level module names.
-    """
-    h, w = _parse_input_size(input_size if not _is_seq(input_size) else tuple(input_size))
-    layers = list(getattr(model, "feature_layers"))
-    targets: dict[str, nn.Module] = {}
-    for name in layers:
-        block = model.get_submodule(name)
-        targets[name] = block
-        if submodules:
-            for child_name, child in block.named_children():
-                targets[f"{name}.{child_name}"] = child
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def hook_for(key: str) -> Callable:
-        def hook(_m, _inp, out):
-            shapes[key] = tuple(out.shape[1:])
-
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(k)) for k, m in targets.items()]
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    was_training = model.training
-    try:
-        model.eval()
-        model(torch.zeros(1, 3, h, w, device=device, dtype=dtype))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    # a module may be called more than once (shared); report in a stable order: blocks then children
-    return {k: shapes[k] for k in targets if k in shapes}

@@ -41,6 +41,7 @@ from zfnet.data.datamodule import ShardDataModule
 from zfnet.io import atomic_path, write_text
 from zfnet.models.weights import UnreadableCheckpoint, export_model
 from zfnet.parallel import cap_workers
+from zfnet.schema import ConfigError, validate
 from zfnet.tracking import Tracker, mean_image_artifact, model_artifact_name, start_run
 from zfnet.training.checkpoints import AtomicCheckpointIO, EpochCheckpoints, run_info
 from zfnet.training.lightning_module import Classifier
@@ -98,50 +99,27 @@ class EpochReport(pl.Callback):
 
 # ---------------------------------------------------------------------------------------------- settings
 
-def _setting(cfg, key: str, kind: type, low: float | None = None, optional: bool = False):
-    """``cfg[key]`` as ``kind`` (int or float), or a ValueError naming the key and what was expected."""
-    return _as(OmegaConf.select(cfg, key, throw_on_missing=True), key, kind, low, optional)
-
-
-def _as(value, key: str, kind: type, low: float | None = None, optional: bool = False):
-    if value is None and optional:
-        return None
-    what = "an integer" if kind is int else "a number"
-    try:
-        if value is None or isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-            raise ValueError
-        out = kind(value)
-        if out != out:  # NaN
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: expected {what}{'' if low is None else f' >= {low}'}"
-                         f"{' or null' if optional else ''}, got {value!r}") from None
-    if low is not None and out < low:
-        raise ValueError(f"{key}: expected {what} >= {low}, got {value!r}")
-    return out
+_SETTINGS = {"seed": ("seed", int), "epochs": ("train.epochs", int), "batch_size": ("train.batch_size", int),
+             "lr": ("train.lr", float), "momentum": ("train.momentum", float),
+             "weight_decay": ("train.weight_decay", float), "lr_factor": ("train.lr_factor", float),
+             "lr_patience": ("train.lr_patience", int), "rms_clip": ("train.rms_clip", float),
+             "crop": ("data.crop", int), "eval_crop_chunk": ("train.eval_crop_chunk", int)}
+_NULLABLE = {"rms_clip"}
 
 
 def settings(cfg) -> dict:
-    """The numeric training settings, checked before anything is built or written."""
-    out = {
-        "seed": _setting(cfg, "seed", int),
-        "epochs": _setting(cfg, "train.epochs", int, low=1),
-        "batch_size": _setting(cfg, "train.batch_size", int, low=1),
-        "lr": _setting(cfg, "train.lr", float, low=0),
-        "momentum": _setting(cfg, "train.momentum", float, low=0),
-        "weight_decay": _setting(cfg, "train.weight_decay", float, low=0),
-        "lr_factor": _setting(cfg, "train.lr_factor", float, low=0),
-        "lr_patience": _setting(cfg, "train.lr_patience", int, low=0),
-        "rms_clip": _setting(cfg, "train.rms_clip", float, low=0, optional=True),
-        "crop": _setting(cfg, "data.crop", int, low=1),
-    }
-    epochs = OmegaConf.select(cfg, "train.checkpoint_epochs")
-    if epochs is None:
-        epochs = []
-    if not (OmegaConf.is_list(epochs) or isinstance(epochs, (list, tuple))):
-        raise ValueError(f"train.checkpoint_epochs: expected a list of epochs (integers >= 1), got {epochs!r}")
-    out["checkpoint_epochs"] = [_as(e, f"train.checkpoint_epochs[{i}]", int, low=1)
-                                for i, e in enumerate(epochs)]
+    """The numeric training settings, checked by the config schema (``zfnet.schema.train``: types and
+    ranges) before anything is built or written; a ``ConfigError`` names a key that is missing."""
+    validate(cfg)
+    out, missing = {}, []
+    for name, (key, kind) in _SETTINGS.items():
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        if value is None and name not in _NULLABLE:
+            missing.append(f"{key}: missing (training needs it)")
+        out[name] = None if value is None else kind(value)
+    if missing:
+        raise ConfigError(missing)
+    out["checkpoint_epochs"] = [int(e) for e in OmegaConf.select(cfg, "train.checkpoint_epochs") or []]
     return out
 
 
@@ -315,7 +293,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
     out_dir = Path(cfg.train.out_dir)
     metrics_path, history_path = Path(metrics_path), Path(history_path)
     if cfg.trainer.get("threads") is not None:  # per job: the same numbers whatever launched it
-        set_threads(_as(cfg.trainer.threads, "trainer.threads", int, low=1))
+        set_threads(int(cfg.trainer.threads))
     pl.seed_everything(s["seed"], workers=True)
     workers = cap_workers(cfg.data.num_workers, "data.num_workers")  # not in cfg: the fingerprint keeps the setting
     dm = ShardDataModule(prepared_dir, crop=s["crop"], batch_size=s["batch_size"], crops=cfg.data.crops,
@@ -328,7 +306,7 @@ def train(cfg, prepared_dir: str | Path, metrics_path: str | Path, history_path:
                         lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"],
                         lr_factor=s["lr_factor"], lr_patience=s["lr_patience"],
                         rms_clip=s["rms_clip"], channels_last=gpu,
-                        eval_crop_chunk=_setting(cfg, "train.eval_crop_chunk", int, low=10))
+                        eval_crop_chunk=s["eval_crop_chunk"])
     identity = run_identity(cfg)
     plan = plan_resume(out_dir, identity["fingerprint"], s["epochs"])
     stamp = out_dir / "run_config.json"

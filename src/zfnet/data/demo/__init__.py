@@ -1,27 +1,28 @@
 """Embedded demo data: deterministic synthetic ImageNet / Caltech-101 / Caltech-256 / VOC 2012.
 
 One module per dataset written (:mod:`.imagenet`, :mod:`.caltech`, :mod:`.voc`, :mod:`.dogscats`), shared
-drawing in :mod:`.shapes` (primitives) and :mod:`.render` (scenes, process pool), class tables in :mod:`.classes`,
+drawing in :mod:`.shapes` (objects), :mod:`.canvas` (colours, background, noise) and :mod:`.render` (scenes,
+process pool), class tables in :mod:`.classes`,
 config in :mod:`.config`, the entry point :func:`generate` in :mod:`.build`.
 
 :func:`generate` writes real JPEG files in the exact on-disk layouts of the real datasets, so the
 adapters that read real data read these too. The same ``cfg`` always produces byte-identical files
 (every image has its own RNG derived from ``seed`` + dataset + class + index).
 
-Config (Hydra group ``conf/demo_data/demo.yaml``; keys not listed here, e.g. ``out_dir``, are ignored)::
+Config: the ``demo_data`` group, its values in ``conf/demo_data/demo.yaml``, their types, ranges and relations
+in :class:`zfnet.schema.data.DemoData` (``out_dir``: where the stage writes)::
 
-    seed: 0
-    min_side: 160          # image sides drawn uniformly in [min_side, max_side], independent w/h
-    max_side: 500
-    jpeg_quality: 90
-    workers: 2             # optional; processes used for drawing (0 or 1: in-process)
-    imagenet:  {num_classes: 10, train_per_class: 100, val_per_class: 20}
-    caltech101: {num_classes: 8, per_class: 40, background: 20}   # + BACKGROUND_Google
-    caltech256: {num_classes: 8, per_class: 40, clutter: 20}      # + 257.clutter
-    voc: {num_images: 120}
-    duplicates: {caltech101: 6, caltech256: 6}   # ImageNet-train copies planted in Caltech classes
-    broden: {images: 60, size: 112}              # probe set for network dissection (0 images: none)
-    dogscats: {train_per_class: 60, test: 40}    # Kaggle Dogs vs. Cats layout for fine-tuning (absent or 0: none)
+    seed                  every image's RNG derives from it
+    min_side, max_side    image sides drawn uniformly in [min_side, max_side], independent w/h
+    jpeg_quality
+    workers               processes used for drawing (1: in-process)
+    imagenet              {num_classes, train_per_class, val_per_class}
+    caltech101            {num_classes, per_class, background}     # + BACKGROUND_Google
+    caltech256            {num_classes, per_class, clutter}        # + 257.clutter
+    voc                   {num_images}
+    duplicates            {caltech101, caltech256}: ImageNet-train copies planted in Caltech classes
+    broden                {images, size}: probe set for network dissection (absent or 0 images: none)
+    dogscats              {train_per_class, test}: Kaggle Dogs vs. Cats layout for fine-tuning (absent or 0: none)
 
 Layout under ``out_dir``::
 
@@ -77,6 +78,5 @@ from zfnet.data.demo.classes import (
     _CALTECH101_ALL, CALTECH101_CLASSES, CALTECH256_CLASSES, FACE_WNID, GT_COLUMNS_CALTECH, GT_COLUMNS_DUPLICATES,
     GT_COLUMNS_IMAGENET, IMAGENET_CLASSES, VOC_CLASSES,
 )  # fmt: skip
-from zfnet.data.demo.config import DEFAULTS
 
-__all__ = ["generate", "DEFAULTS", "VOC_CLASSES", "FACE_WNID"]
+__all__ = ["generate", "VOC_CLASSES", "FACE_WNID"]

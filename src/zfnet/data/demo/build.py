@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from zfnet.data.demo import broden, caltech, dogscats, imagenet, voc
-from zfnet.data.demo.config import DEFAULTS, _config
+from zfnet.data.demo.config import _config
 from zfnet.data.demo.render import _run
 
 __all__ = ["generate"]
@@ -179,5 +179,8 @@ if __name__ == "__main__":  # pragma: no cover - manual use: python -m zfnet.dat
     import time
 
     t0 = time.perf_counter()
-    summ = generate(DEFAULTS, sys.argv[1] if len(sys.argv) > 1 else "data/demo")
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.load(Path(__file__).resolve().parents[4] / "conf" / "demo_data" / "demo.yaml")
+    summ = generate(conf, sys.argv[1] if len(sys.argv) > 1 else "data/demo")
     print(json.dumps(summ, indent=2), f"\n{time.perf_counter() - t0:.1f} s")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from zfnet.data.demo import canvas
 from zfnet.data.demo import shapes as S
 
 
@@ -29,7 +30,7 @@ def _distractors(rng, img, n, exclude, rmin, rmax):
         tex = S.TEXTURES[int(rng.integers(len(S.TEXTURES)))]
         r = s * rng.uniform(rmin, rmax)
         spec = S.random_object(
-            rng, fam, tex, rng.uniform(0, w), rng.uniform(0, h), r, S.random_colours(rng)
+            rng, fam, tex, rng.uniform(0, w), rng.uniform(0, h), r, canvas.random_colours(rng)
         )
         S.paint(img, spec)
 
@@ -43,7 +44,7 @@ def _render_scene(task: dict) -> dict:
     w = int(rng.integers(task["min_side"], task["max_side"] + 1))
     h = int(rng.integers(task["min_side"], task["max_side"] + 1))
     s = min(w, h)
-    img = S.background(rng, w, h)
+    img = canvas.background(rng, w, h)
     objects = []
     kind = task["kind"]
     if kind == "single":
@@ -53,7 +54,7 @@ def _render_scene(task: dict) -> dict:
         off = max(0.0, 0.4375 * s - 1.0 * r)  # keep the object (mostly) inside the centre crop
         cx = w / 2 + rng.uniform(-off, off)
         cy = h / 2 + rng.uniform(-off, off)
-        spec = S.random_object(rng, fam, tex, cx, cy, r, S.class_colours(rng, hue))
+        spec = S.random_object(rng, fam, tex, cx, cy, r, canvas.class_colours(rng, hue))
         box, lm = S.paint(img, spec)
         objects.append({"family": fam, "texture": tex, "box": box, "landmarks": lm})
     elif kind == "clutter":
@@ -73,7 +74,7 @@ def _render_scene(task: dict) -> dict:
                 if all(math.hypot(cx - x, cy - y) >= 0.9 * (r + rr) for x, y, rr in centres):
                     break
             centres.append((cx, cy, r))
-            spec = S.random_object(rng, fam, tex, cx, cy, r, S.class_colours(rng, hue))
+            spec = S.random_object(rng, fam, tex, cx, cy, r, canvas.class_colours(rng, hue))
             box, lm = S.paint(img, spec)
             difficult = bool(rng.random() < 0.1)
             if box is None:
@@ -84,7 +85,7 @@ def _render_scene(task: dict) -> dict:
             )  # fmt: skip
     else:  # pragma: no cover
         raise ValueError(kind)
-    arr = S.add_noise(rng, img)
+    arr = canvas.add_noise(rng, img)
     Image.fromarray(arr, "RGB").save(task["path"], format="JPEG", quality=task["quality"])
     return {"id": task["id"], "width": w, "height": h, "objects": objects}
 
