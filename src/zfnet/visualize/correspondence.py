@@ -11,10 +11,15 @@ import torch
 from PIL import Image
 
 from zfnet.data.preprocess import center_crop
+from zfnet.figures.notes import write_notes
 from zfnet.visualize.stream import centre, mean_image
 
 NAME = "correspondence"
 FOLDERS = ("correspondence",)
+#: the folder's notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = {"correspondence": ("Table 1 / Fig. 8: correspondence",
+                            "Δ, the consistency of the change caused by masking the same part in different images "
+                            "(lower = more consistent), ours beside the paper's.", 110)}
 
 
 def run(ctx) -> dict[str, list[str]]:
@@ -35,6 +40,8 @@ def run(ctx) -> dict[str, list[str]]:
         correspondence_images=images, landmarks=landmarks,
         correspondence={k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None},
         tables_dir=v.tables_dir)
+    title, text, order = NOTES["correspondence"]
+    write_notes(ctx.out / "correspondence", title, text, order=order)
     return sens.figures
 
 
