@@ -218,6 +218,21 @@ def test_no_claims_file_no_claims_section(run_outputs):
     assert "claims" not in page.sections and "#claims" not in page.links
 
 
+def test_navigation_names_each_table_family_once_and_every_link_lands(run_outputs):
+    """Tables that share a first word (the dissect stage's two) get one navigation entry, the first's."""
+    cfg, _ = run_outputs
+    for stem in ("dissection", "dissection_top_units"):
+        (Path(cfg.report.tables_dir) / f"{stem}.csv").write_text("layer,units\nconv5,4\n")
+    text = write_report(cfg).read_text()
+    nav = Page()
+    nav.feed(text[text.index("<nav>"):text.index("</nav>")])
+    page = Page()
+    page.feed(text)
+    assert nav.text == ["figures", "dissection", "table3", "table7", "provenance"]
+    assert nav.links == ["#figures", "#dissection", "#table3_ablation", "#table7_layers", "#provenance"]
+    assert all(link[1:] in page.sections for link in nav.links) and "dissection_top_units" in page.sections
+
+
 def test_demo_banner_on_top_and_table7_says_its_training_sizes(run_outputs):
     from html import unescape
 

@@ -76,12 +76,16 @@ def table_note(csv_path: Path | None) -> str:
     return str(note.get("description") or "")
 
 
-def group_folders(figures_dir: str | Path, extra_groups: Sequence[str | Path] = ()) -> dict[str, Path]:
-    """Figure group -> its folder: every folder under ``figures_dir``, then the folders of ``extra_groups``."""
+def group_notes(figures_dir: str | Path, extra_groups: Sequence[str | Path] = ()) -> dict[str, dict]:
+    """Figure group -> its notes (``{}``: none) and ``folder``: the group's folder under ``figures_dir`` or among
+    ``extra_groups`` (a folder of either holding notes, when both have the group's name)."""
     figures_dir = Path(figures_dir)
-    folders = {p.name: p for p in sorted(figures_dir.iterdir()) if p.is_dir()} if figures_dir.is_dir() else {}
-    folders.update({Path(f).name: Path(f) for f in extra_groups})
-    return folders
+    folders = sorted(p for p in figures_dir.iterdir() if p.is_dir()) if figures_dir.is_dir() else []
+    found: dict[str, dict] = {}
+    for folder in [*folders, *(Path(f) for f in extra_groups if Path(f).is_dir())]:
+        if folder.name not in found or not found[folder.name]["notes"]:
+            found[folder.name] = {"notes": read_notes(folder), "folder": folder}
+    return found
 
 
 def figure_groups(figures_dir: str | Path, extra_groups: Sequence[str | Path] = ()) -> dict[str, list[Path]]:
@@ -103,8 +107,8 @@ def figure_groups(figures_dir: str | Path, extra_groups: Sequence[str | Path] = 
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
         if files:
             groups.setdefault(folder.name, []).extend(files)
-    where = group_folders(figures_dir, extra_groups)
-    order = {g: read_notes(where[g]).get("order") if g in where else None for g in groups}
+    notes = group_notes(figures_dir, extra_groups)
+    order = {g: notes[g]["notes"].get("order") if g in notes else None for g in groups}
     last = float("inf")
     return {g: groups[g] for g in sorted(groups, key=lambda g: (last if order[g] is None else order[g], g)) if groups[g]}
 
@@ -116,12 +120,12 @@ def all_figure_groups(cfg) -> dict[str, list[Path]]:
 
 def all_group_notes(cfg, groups: Sequence[str]) -> dict[str, dict]:
     """Each group's notes (:mod:`zfnet.figures.notes`); a group without gets its folder's name as title."""
-    where = group_folders(cfg.visualize.out_dir, cfg.report.get("figure_folders") or [])
+    where = group_notes(cfg.visualize.out_dir, cfg.report.get("figure_folders") or [])
     notes = {}
     for g in groups:
-        found = read_notes(where[g]) if g in where else {}
-        notes[g] = {"description": "", **found, "title": found.get("title") or g.replace("_", " ").capitalize(),
-                    "folder": where.get(g)}
+        found = where.get(g) or {"notes": {}, "folder": None}
+        notes[g] = {"description": "", **found["notes"], "folder": found["folder"],
+                    "title": found["notes"].get("title") or g.replace("_", " ").capitalize()}
     return notes
 
 
