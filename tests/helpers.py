@@ -5,6 +5,7 @@ reading an offline W&B run, small models and images."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import struct
 import subprocess
