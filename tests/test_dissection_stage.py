@@ -103,18 +103,24 @@ def test_bad_probe_folder_and_values_fail_before_any_work(staged):
     assert not Path(cfg.dissect.metrics_path).exists()
 
 
-def test_report_links_top_units_to_their_fig2_rows(tmp_path):
-    from zfnet.report import dissection_links
+def test_report_links_top_units_to_their_fig2_rows(tiny_cfg):
+    """The dissection page lists the top units, each linked to its row of Fig. 2 where the visualize stage
+    shows that map: the notes both writers leave, rendered by the report."""
+    from zfnet.figures.dissection import top_units_sections
+    from zfnet.figures.notes import write_notes
+    from zfnet.report import write_report
+    from zfnet.stages.visualize.deconv import fig2_anchors
 
-    folder, figures = tmp_path / "dissection", tmp_path / "figures"
-    (figures / "deconv").mkdir(parents=True)
-    folder.mkdir()
-    (figures / "deconv" / "conv5.png").write_bytes(b"")
-    (figures / "deconv" / "index.json").write_text(json.dumps(
-        {"conv5": {"png": "conv5.png", "maps": [{"channel": 7}, {"channel": 3}]}}))
-    (folder / "top_units.json").write_text(json.dumps({"units": [
-        {"layer": "conv5", "unit": 3, "label": "red", "category": "color", "iou": 0.2, "figure": "units_conv5.png"},
-        {"layer": "conv5", "unit": 4, "label": "", "category": "", "iou": 0.0, "figure": "units_conv5.png"}]}))
-    html = dissection_links(folder, figures, tmp_path / "pages")
+    figures = Path(tiny_cfg.visualize.out_dir)
+    folder = Path(next(f for f in tiny_cfg.report.figure_folders if Path(f).name == "dissection"))
+    for png in (figures / "deconv" / "conv5.png", folder / "units_conv5.png"):
+        png.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(png)
+    write_notes(figures / "deconv", "Fig. 2", anchors=fig2_anchors({"conv5": [7, 3]}))  # conv5's rows: maps 7, 3
+    units = [{"layer": "conv5", "unit": 3, "label": "red", "category": "color", "iou": 0.2, "figure": "units_conv5.png"},
+             {"layer": "conv5", "unit": 4, "label": "", "category": "", "iou": 0.0, "figure": "units_conv5.png"}]
+    write_notes(folder, "Dissection", sections=top_units_sections(units))
+    html = (Path(write_report(tiny_cfg)).parent / "pages" / "dissection.html").read_text()
     assert '<a href="../figures/deconv/conv5.png">Fig. 2, conv5 row 2</a>' in html
+    assert "<td>red</td><td>color</td><td>0.200</td>" in html
     assert html.count("not among Fig. 2") == 1

@@ -157,6 +157,16 @@ def test_a_bad_table_is_named(outputs):
         report_stage(cfg)
 
 
+def test_a_bad_notes_file_is_named(outputs):
+    cfg, root, _ = outputs
+    (root / "reports/figures/filters/notes.json").write_text("{title: not json")
+    with pytest.raises(ValueError, match=r"filters/notes.json: not a figure group's notes"):
+        report_stage(cfg)
+    (root / "reports/figures/filters/notes.json").write_text('["a list"]')
+    with pytest.raises(ValueError, match=r"filters/notes.json: not a figure group's notes: expected a JSON object"):
+        report_stage(cfg)
+
+
 @pytest.mark.slow
 def test_report_of_a_pipeline_run_in_headless_chromium(tiny_pipeline, tmp_path):
     """Debian's chromium opens reports/index.html from disk: the page loads, every image on it and on every
@@ -176,3 +186,60 @@ def test_report_of_a_pipeline_run_in_headless_chromium(tiny_pipeline, tmp_path):
     picture = np.asarray(Image.open(shot).convert("L"))
     assert picture.shape[0] > 1000 and picture.shape[1] >= 1000 and picture.std() > 10  # a whole page, not blank
     shutil.copy(shot, tiny_pipeline.work.parent / "report.png")  # kept beside the pipeline run's copy
+
+
+class Dom(HTMLParser):
+    """Every start tag (name, attributes) and the text, as the browser's parser sees them."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_markup_in_any_input_is_shown_as_text(outputs):
+    """A table cell, a claim, a rejected image's path, a figure group's notes: markup in them is text on the
+    page, never an element (the templates escape every value; pandas escapes its table cells)."""
+    from zfnet.figures.notes import write_notes
+
+    cfg, root, _ = outputs
+    attack = "<script>alert(1)</script>"
+    (root / "reports/tables/table5_caltech256.csv").write_text(f"training images per class,ours (%)\n{attack},1\n")
+    (root / "reports/tables/claims.csv").write_text(
+        f'claim,ours,paper,verdict,figure\n"{attack}",<b>1</b>,2,holds,"<img src=x onerror=alert(2)>"\n')
+    (root / "data/prepared/rejected.csv").write_text(f"split,path,reason,detail\ntrain,{attack},unreadable,x\n")
+    write_notes(root / "reports/figures/transfer", f"Transfer {attack}", f"about {attack}",
+                sections=[{"title": attack, "text": attack, "table": {"plain": True, "columns": [attack], "rows": [[attack]]}}])
+    report_stage(cfg)
+    for page in (root / "reports/index.html", root / "reports/pages/transfer.html"):
+        dom = Dom()
+        dom.feed(page.read_text())
+        assert not [t for t, _ in dom.tags if t in ("script", "b")], page.name
+        assert [a for t, a in dom.tags if t == "img"] == [a for t, a in dom.tags if t == "img" and set(a) == {"src", "alt"}]
+        shown = "".join(dom.text)
+        if page.name == "index.html":  # the table cell, the claim, the rejected path, the group's key figure
+            assert shown.count(attack) == 4 and "<img src=x onerror=alert(2)>" in shown and "<b>1</b>" in shown
+        else:  # title (twice: <title>, <h1>), description, section title, text, column, cell
+            assert shown.count(attack) == 7, shown
+
+
+def test_groups_titled_and_ordered_by_their_notes(outputs):
+    """A group's notes give its page's heading, description and place; a group without notes is titled after
+    its folder and comes after those with one."""
+    from zfnet.figures.notes import write_notes
+
+    cfg, root, _ = outputs
+    _png(root / "reports/figures/zeta/z.png", (1, 2, 3))
+    write_notes(root / "reports/figures/zeta", "Zeta: first", "What zeta shows.", order=1)
+    write_notes(root / "reports/figures/filters", "Filters: second", order=2)
+    report_stage(cfg)
+    index = (root / "reports/index.html").read_text()
+    captions = [c for c in parse(root / "reports/index.html").text if c.endswith((" figure)", " figures)"))]
+    assert captions == ["Zeta: first (1 figure)", "Filters: second (1 figure)", "Transfer (1 figure)"]
+    page = parse(root / "reports/pages/zeta.html")
+    assert "Zeta: first" in page.text and "What zeta shows." in page.text and "Zeta: first" in index

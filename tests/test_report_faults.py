@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 from helpers import photo_folder, user_model_config
 from PIL import Image
 
-from zfnet.report import display_frame, git_state, log_summary, write_report
+from zfnet.provenance import git_state
+from zfnet.report import display_frame, log_summary, write_report
 from zfnet.stages.visualize.occlusion import occlusion_vs_boxes
 
 
@@ -217,9 +218,31 @@ def test_no_claims_file_no_claims_section(run_outputs):
     assert "claims" not in page.sections and "#claims" not in page.links
 
 
+def test_navigation_names_each_table_family_once_and_every_link_lands(run_outputs):
+    """Tables that share a first word (the dissect stage's two) get one navigation entry, the first's."""
+    cfg, _ = run_outputs
+    for stem in ("dissection", "dissection_top_units"):
+        (Path(cfg.report.tables_dir) / f"{stem}.csv").write_text("layer,units\nconv5,4\n")
+    text = write_report(cfg).read_text()
+    nav = Page()
+    nav.feed(text[text.index("<nav>"):text.index("</nav>")])
+    page = Page()
+    page.feed(text)
+    assert nav.text == ["figures", "dissection", "table3", "table7", "provenance"]
+    assert nav.links == ["#figures", "#dissection", "#table3_ablation", "#table7_layers", "#provenance"]
+    assert all(link[1:] in page.sections for link in nav.links) and "dissection_top_units" in page.sections
+
+
 def test_demo_banner_on_top_and_table7_says_its_training_sizes(run_outputs):
+    from html import unescape
+
+    from zfnet.tables import write_table
+    from zfnet.transfer.experiments import table7_note
+
     cfg, _ = run_outputs
     cfg.transfer.table7.caltech256 = 2
+    table7 = Path(cfg.report.tables_dir) / "table7_layers"  # as the transfer stage writes it: with its note
+    write_table(pd.read_csv(table7.with_suffix(".csv")), table7, note=table7_note(cfg))
     text = write_report(cfg).read_text()
     banner = text.index('class="banner"')
     assert banner < text.index("<nav>") and banner < text.index('id="figures"')
@@ -227,7 +250,10 @@ def test_demo_banner_on_top_and_table7_says_its_training_sizes(run_outputs):
     # the reduced-run notice: each departure from the paper's setting with the key that sets it
     assert "Reduced run" in text and "<code>train.epochs</code>" in text and "ImageNet classes: <strong>10</strong>" in text
     assert "ImageNet 2012: synthetic demo data" in text
-    assert "ours 2 (caltech101), 2 (caltech256)" in text and "the paper&#x27;s 30 (caltech101), 60 (caltech256)" in text
+    note = text[text.index('id="table7_layers"'):]
+    note = unescape(note[note.index('<p class="note">'):note.index("<table")])
+    assert "ours 2 (caltech101), 2 (caltech256); the paper's 30 (caltech101), 60 (caltech256)" in note
+    assert "The sizes differ" in note
     assert 'class="banner"' in (Path(cfg.report.out).parent / "pages/occlusion.html").read_text()
 
 
@@ -354,12 +380,12 @@ def test_occlusion_images_are_those_the_model_classifies_correctly(tmp_path):
 
 
 def test_the_occlusion_page_states_the_count_against_chance():
-    from zfnet.report import occlusion_text
+    from zfnet.stages.visualize.occlusion import occlusion_text
 
     rows = [{"inside": True, "chance": 0.81, "min_prob": 0.2, "unoccluded_prob": 0.9}] * 3
     summary = {"inside": 3, "out_of": 3, "counted": "correctly classified", "mean_chance": 0.81,
                "expected_inside": 2.43, "p_value": 0.531, "note": "only 3 of 64 images searched are classified correctly"}
     text = occlusion_text({"images": rows, "summary": summary})
-    assert ("inside the object&#x27;s box for 3 of 3 correctly classified images; a random position would fall inside "
+    assert ("inside the object's box for 3 of 3 correctly classified images; a random position would fall inside "
             "with probability 0.81 on average (expected 2.4 of 3; p = 0.53") in text
     assert "not distinguishable from chance" in text and "only 3 of 64" in text and "at most" not in text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from zfnet.io import write_text
+from zfnet.io import write_json, write_text
 
 
 def _cell(value) -> str:
@@ -23,6 +23,10 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *rows]) + "\n"
 
 
-def write_table(frame: pd.DataFrame, stem: str | Path) -> tuple[Path, Path]:
+def write_table(frame: pd.DataFrame, stem: str | Path, note: str | None = None) -> tuple[Path, Path]:
+    """``<stem>.csv`` and ``<stem>.md``; with ``note`` (what a reader must know to compare the table with the
+    paper's), ``<stem>.notes.json`` too, which the report shows above the table."""
     stem = Path(stem)
+    if note:
+        write_json(stem.with_suffix(".notes.json"), {"description": note})
     return write_text(stem.with_suffix(".csv"), frame.to_csv(index=False)), write_text(stem.with_suffix(".md"), to_markdown(frame))

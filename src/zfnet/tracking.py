@@ -22,10 +22,11 @@ import logging
 import math
 import os
 import re
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from zfnet.provenance import git_revision
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,6 @@ def _hydra():
 
 def _multirun(hc) -> bool:
     return hc is not None and str(hc.mode) == "RunMode.MULTIRUN"
-
-
-def git_revision(cwd: str | Path | None = None) -> str | None:
-    """The short commit of the checkout holding ``cwd``; None outside a git checkout."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=10, cwd=cwd)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def _hash(text: str) -> str:

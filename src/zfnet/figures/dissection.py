@@ -14,7 +14,13 @@ import torch
 from zfnet.analysis.dissection.tally import resize_maps
 from zfnet.io import atomic_path
 
-__all__ = ["layer_table", "top_units", "plot_detectors", "plot_units"]
+__all__ = ["layer_table", "top_units", "plot_detectors", "plot_units", "NOTES", "top_units_sections"]
+
+#: the figures folder's notes (:mod:`zfnet.figures.notes`): title, what it shows, place in the report
+NOTES = ("Network dissection (Bau et al. 2017)",
+         "Each unit's best concept on the Broden-layout probe set: its top-0.5% activation region "
+         "against the concept masks (IoU); a detector when IoU > 0.04. Bars: unique concepts detected per "
+         "category and layer; then each layer's top units on their top images.", 100)
 
 CATEGORY_COLOURS = {"object": "#4c72b0", "scene": "#55a868", "part": "#c44e52", "material": "#8172b2",
                     "texture": "#ccb974", "color": "#64b5cd"}
@@ -121,3 +127,15 @@ def plot_units(d, probe, layer: str, units: pd.DataFrame, maps: dict[int, torch.
                  "activation above the unit's threshold", fontsize=8)
     fig.tight_layout()
     return _save(fig, Path(out))
+
+
+def top_units_sections(units: Sequence[dict]) -> list[dict]:
+    """The report's section on the top units (``top_units.json``'s ``units``), each linked to its row of
+    Fig. 2 where the visualize stage shows that map (the anchor ``<layer>/<channel>`` of the ``deconv``
+    group's notes)."""
+    rows = [[u["layer"], u["unit"], u["label"] or "–", u["category"] or "", f"{u['iou']:.3f}",
+             {"ref": f"deconv/{u['layer']}/{u['unit']}", "else": "not among Fig. 2's maps"}] for u in units]
+    if not rows:
+        return []
+    return [{"title": "Top units and their Fig. 2 rows",
+             "table": {"plain": True, "columns": ["layer", "unit", "concept", "category", "IoU", "Fig. 2"], "rows": rows}}]

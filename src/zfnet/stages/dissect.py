@@ -61,6 +61,7 @@ def run(cfg: DictConfig) -> dict:
     from zfnet.analysis.dissection import dissect, probe_loader
     from zfnet.data.broden import read_broden
     from zfnet.figures import dissection as figs
+    from zfnet.figures.notes import write_notes
     from zfnet.io import write_json, write_text
     from zfnet.tables import write_table
 
@@ -106,6 +107,8 @@ def run(cfg: DictConfig) -> dict:
         links += [{"layer": layer, "unit": int(r.unit), "label": r.label, "category": r.category,
                    "iou": round(float(r.iou), 4), "figure": png.name} for r in sel.itertuples()]
     write_json(figures_dir / "top_units.json", {"model": arch, "units": links})
+    title, text, order = figs.NOTES
+    write_notes(figures_dir, title, text, order=order, sections=figs.top_units_sections(links))
     metrics = {"images": len(probe), "quantile": float(c.quantile), "iou_threshold": float(c.iou_threshold),
                "detectors": int(table["detectors"].sum()),
                "layers": {r["layer"]: {k_: int(v) for k_, v in r.items() if k_ != "layer"}

@@ -18,12 +18,17 @@ from omegaconf import OmegaConf
 
 from zfnet.data.image_files import ImageFiles
 from zfnet import paper
+from zfnet.figures.notes import write_notes
 from zfnet.transfer import classifiers, datasets, nonpretrained
 from zfnet.transfer.features import cached_features
 from zfnet.transfer.protocols import folds, mean_per_class_accuracy, mean_std, voc_ap
 
 log = logging.getLogger(__name__)
 
+#: the curve figures' notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = ("Fig. 9 / Tables 4–5: transfer to Caltech",
+         "Mean per-class accuracy against the number of training images per class: a softmax on the "
+         "ImageNet model's layer 7 vs the same network trained from scratch on the target images.", 90)
 LAYER_NUMBER = {"conv1": 1, "conv2": 2, "conv3": 3, "conv4": 4, "conv5": 5, "fc6": 6, "fc7": 7}
 
 
@@ -148,6 +153,16 @@ def layers_table(summary: pd.DataFrame, cfg) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table7_note(cfg) -> str:
+    """What a reader must know to compare Table 7 with the paper's: the training sizes, ours and the paper's."""
+    ours = {name: int(cfg.transfer.table7[name]) for name in paper.TABLE7_SIZES}
+    text = ("Training images per class: ours " + ", ".join(f"{n} ({name})" for name, n in ours.items())
+            + "; the paper's " + ", ".join(f"{n} ({name})" for name, n in paper.TABLE7_SIZES.items()) + ".")
+    if ours != paper.TABLE7_SIZES:
+        text += " The sizes differ: accuracies at other training sizes are not directly comparable."
+    return text
+
+
 def curve_figure(summary: pd.DataFrame, name: str, top_layer: str, out: Path) -> Path | None:
     """Fig. 9-style: accuracy against training images per class, pretrained vs non-pretrained."""
     import matplotlib
@@ -206,11 +221,12 @@ def run(cfg) -> dict:
         "table7_layers": layers_table(summary, cfg),
     }
     for stem, frame in tables.items():
-        write_table(frame, Path(t.tables_dir) / stem)
+        write_table(frame, Path(t.tables_dir) / stem, note=table7_note(cfg) if stem == "table7_layers" else None)
     cache = Path(t.cache_dir)
     write_text(cache / "folds.csv", pd.DataFrame(records).to_csv(index=False))  # every fold's score
     figures = [p for name in ("caltech101", "caltech256")
                if (p := curve_figure(summary, name, top, Path(t.figures_dir) / f"{name}_accuracy_vs_train_size.png"))]
+    write_notes(t.figures_dir, *NOTES)
     result = metrics(summary, ap, top)
     write_json(Path(t.metrics_path), result)
     return {"metrics": result, "tables": tables, "figures": figures, "summary": summary}

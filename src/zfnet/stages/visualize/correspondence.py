@@ -11,10 +11,15 @@ import torch
 from PIL import Image
 
 from zfnet.data.preprocess import center_crop
+from zfnet.figures.notes import write_notes
 from zfnet.stages.visualize.stream import centre, mean_image
 
 NAME = "correspondence"
 FOLDERS = ("correspondence",)
+#: the folder's notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = {"correspondence": ("Table 1 / Fig. 8: correspondence",
+                            "Δ, the consistency of the change caused by masking the same part in different images "
+                            "(lower = more consistent), ours beside the paper's.", 110)}
 
 
 def run(ctx) -> dict[str, list[str]]:
@@ -33,6 +38,8 @@ def run(ctx) -> dict[str, list[str]]:
     images, landmarks = parts
     options = {k: val for k, val in dict(v.correspondence).items() if k not in ("class", "images") and val is not None}
     df = correspondence_table(ctx.model, images, landmarks, **options)
+    title, text, order = NOTES["correspondence"]
+    write_notes(ctx.out / "correspondence", title, text, order=order)
     return {"correspondence": write_correspondence(df, ctx.out / "correspondence", v.tables_dir)}
 
 

@@ -11,11 +11,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zfnet.figures.notes import write_notes
 from zfnet.models.weights import load_model
 from zfnet.stages.visualize import fig2_rows
 
 NAME = "deconv"
 FOLDERS = ("filters", "training", "deconv", "evolution")
+#: each folder's notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = {
+    "training": ("Training curves", "Loss and top-1 error per epoch: train, validation centre crop and 10-crop.", 10),
+    "filters": ("Layer-1 filters", "The first layer's filters of the trained network (Fig. 6 (c) in the paper).", 20),
+    "deconv": ("Fig. 2: top-9 activations, projected by the deconvnet",
+               "Per layer, a few feature maps: the 9 strongest activations over the validation images projected "
+               "back to pixel space, beside the image patches that caused them.", 40),
+    "evolution": ("Fig. 4: feature evolution during training",
+                  "The strongest activation of a few maps per layer, projected, at each saved epoch.", 50),
+}
 
 
 def checkpoints_by_epoch(folder: Path) -> dict[str, torch.nn.Module]:
@@ -42,7 +53,9 @@ def run(ctx) -> dict[str, list[str]]:
     deconv = fig2_and_fig4(ctx.model, stream, out, maps_per_layer=int(v.deconv.maps_per_layer), k=int(v.deconv.k),
                            layers=ctx.layers or list(DEFAULT_LAYERS), checkpoints=checkpoints, seed=int(cfg.seed),
                            mean=ctx.mean.mean(dim=(1, 2)))  # patches are crops: a per-channel mean to display them
-    del deconv["maps"]  # in deconv/index.json, in row order
+    rows = fig2_anchors(deconv.pop("maps"))  # the maps are in deconv/index.json too
+    for folder, (title, text, order) in NOTES.items():
+        write_notes(out / folder, title, text, order=order, anchors=rows if folder == "deconv" else None)
     fig2_rows.write(out, deconv.pop("rows"))
     figures.update(deconv)
     return figures
@@ -90,3 +103,10 @@ def fig2_and_fig4(model: nn.Module, images, out_dir: str | Path, *, maps_per_lay
         evo = feature_evolution(checkpoints, images, maps, lrn=lrn)
         result["evolution"] = save_evolution(evo, out_dir / "evolution")
     return result
+
+
+def fig2_anchors(maps: dict[str, list[int]]) -> dict[str, dict]:
+    """Fig. 2's rows as anchors other groups' notes link to (:mod:`zfnet.figures.notes`): ``<layer>/<channel>``
+    -> the layer's figure and "Fig. 2, <layer> row <n>" (``maps``: each layer's channels in row order)."""
+    return {f"{layer}/{int(c)}": {"file": f"{layer}.png", "label": f"Fig. 2, {layer} row {i + 1}"}
+            for layer, channels in maps.items() for i, c in enumerate(channels)}

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zfnet.figures.notes import write_notes
 from zfnet.models.weights import load_model
 
 NAME = "fig6"
 FOLDERS = ("fig6",)
+#: the folder's notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = {"fig6": ("Fig. 6: Krizhevsky's model beside ours",
+                  "Layer-1 filters and layer-2 projections of Krizhevsky's architecture, of ours, and of ours trained "
+                  "without filter RMS clipping (the paper: dead filters and aliasing without the changes).", 30)}
 
 
 def run(ctx) -> dict[str, list[str]]:
@@ -24,4 +29,6 @@ def run(ctx) -> dict[str, list[str]]:
 
     ctx.stream.desc = "visualize: conv2 search (Fig. 6)"
     results = {label: conv2_projections(model, ctx.stream, seed=int(ctx.cfg.seed)) for label, model in models.items()}
+    title, text, order = NOTES["fig6"]
+    write_notes(ctx.out / "fig6", title, text, order=order)
     return {"fig6": fig6(results, ctx.out)}

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from zfnet.figures.notes import write_notes
+
 NAME = "invariance"
 FOLDERS = ("invariance",)
+#: the folder's notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = {"invariance": ("Fig. 5: invariance to translation, scale and rotation",
+                        "Euclidean distance between the feature vectors of the original and the transformed image at "
+                        "layer 1 and layer 7, and the probability of the true class, per image.", 80)}
 
 
 def run(ctx) -> dict[str, list[str]]:
@@ -22,6 +28,8 @@ def run(ctx) -> dict[str, list[str]]:
     figures = {"invariance": plot_invariance(df, ctx.out / "invariance")}
     if v.get("curves_dir"):
         write_invariance_curves(df, v.curves_dir)
+    title, text, order = NOTES["invariance"]
+    write_notes(ctx.out / "invariance", title, text, order=order)
     return figures
 
 

@@ -10,11 +10,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zfnet.figures.notes import write_notes
 from zfnet.io import write_json
 from zfnet.stages.visualize.stream import _Stream
 
 NAME = "occlusion"
 FOLDERS = ("occlusion",)
+#: the folder's notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = {"occlusion": ("Fig. 7: occlusion sensitivity",
+                       "A grey square slid over the input: the strongest layer-5 map, the probability of the correct "
+                       "class and the most probable class as functions of the square's position.", 70)}
+#: the boxes table's first columns (the others follow by name)
+BOX_COLUMNS = ("image", "label", "predicted", "correct", "inside", "chance", "min_prob", "unoccluded_prob",
+               "min_prob_centre", "box")
 
 
 def run(ctx) -> dict[str, list[str]]:
@@ -30,7 +38,10 @@ def run(ctx) -> dict[str, list[str]]:
     maps = occlude_images(ctx.model, images, labels, names=names, **occ)
     figures = {"occlusion": write_occlusion(images, maps, ctx.out / "occlusion", names, class_names=ctx.classes,
                                             mean=ctx.mean)}
-    write_json(ctx.out / "occlusion" / "boxes.json", occlusion_vs_boxes(ctx.cfg, maps, paths, note=note))
+    summary = occlusion_vs_boxes(ctx.cfg, maps, paths, note=note)
+    write_json(ctx.out / "occlusion" / "boxes.json", summary)
+    title, text, order = NOTES["occlusion"]
+    write_notes(ctx.out / "occlusion", title, text, order=order, sections=box_sections(summary))
     return figures
 
 
@@ -141,3 +152,40 @@ def correctly_classified(model, stream: _Stream, n: int, searched: int):
             + ("" if correct else f"; showing the first {len(chosen)}, misclassified"))
     return (torch.stack([c[0] for c in chosen]), torch.tensor([c[1] for c in chosen]), [c[2] for c in chosen],
             [c[3] for c in chosen], note)
+
+
+def occlusion_text(boxes: dict) -> str:
+    """The occlusion page's sentence on ``boxes.json`` (:func:`occlusion_vs_boxes`): the minimum inside the
+    box, against chance; '' without a count."""
+    s = boxes.get("summary") or {}
+    if not s.get("out_of"):
+        return ""
+    p = s.get("p_value")
+    verdict = ("" if p is None else " — more often than chance" if p < 0.05 else
+               " — not distinguishable from chance at these numbers")
+    text = (f"Minimum of p(true class) inside the object's box for {s['inside']} of {s['out_of']} {s['counted']} "
+            f"images; a random position would fall inside with probability {s['mean_chance']:.2f} on average "
+            f"(expected {s['expected_inside']:.1f} of {s['out_of']}; p = {p:.2g}, one-sided, Poisson-binomial){verdict}. "
+            f"Box from the demo's ground truth, in input coordinates.")
+    drops = [r["unoccluded_prob"] - r["min_prob"] for r in boxes.get("images") or []
+             if "unoccluded_prob" in r and "min_prob" in r]
+    if drops and max(drops) < 0.01:
+        text += (f" The square lowers p(true class) by at most {max(drops):.2g}: where the minimum falls says "
+                 f"little with a model this insensitive.")
+    if s.get("note"):
+        text += f" Images: {s['note']}."
+    return text
+
+
+def box_sections(boxes: dict) -> list[dict]:
+    """The occlusion page's section on ``boxes.json``: its sentence and the images' table (:data:`BOX_COLUMNS`
+    first); none without ground-truth boxes."""
+    if not boxes:
+        return []
+    images = boxes.get("images") or []
+    found = sorted({k for r in images for k in r})
+    columns = [c for c in BOX_COLUMNS if c in found] + [c for c in found if c not in BOX_COLUMNS]
+    section = {"title": "Where the true-class probability drops most", "text": occlusion_text(boxes)}
+    if images:
+        section["table"] = {"columns": columns, "rows": [[r.get(c) for c in columns] for r in images]}
+    return [section]

@@ -13,12 +13,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zfnet.figures.notes import write_notes
 from zfnet.stages.visualize import fig2_rows
 
 log = logging.getLogger(__name__)
 
 NAME = "synthesis"
 FOLDERS = ("synthesis",)
+#: the folder's notes (:mod:`zfnet.figures.notes`): title, what the paper shows there, place in the report
+NOTES = {"synthesis": (
+    "Network-centric synthesis: class models, Fig. 2's maps, inversions",
+    "Images synthesized from the network alone (not from the paper; Hadji & Wildes' survey of ConvNet understanding, §4.1.1). Class "
+    "models: the image that maximizes each class's pre-softmax score from noise (Simonyan et al.). "
+    "Per layer, each map of Fig. 2 in one row: its top activations projected and their image "
+    "patches (dataset-centric), then the image synthesized to maximize its mean activation "
+    "(network-centric). Inversions: validation images reconstructed from each layer's features "
+    "(Mahendran & Vedaldi), with the normalized feature error reached.", 60)}
 
 #: the visualize stage's ``synthesis:`` block (conf/visualize/default.yaml), with these defaults when a key is
 #: missing
@@ -35,6 +45,8 @@ def run(ctx) -> dict[str, list[str]]:
     from omegaconf import OmegaConf
 
     synthesis = OmegaConf.to_container(ctx.v.synthesis, resolve=True)
+    title, text, order = NOTES["synthesis"]
+    write_notes(ctx.out / "synthesis", title, text, order=order)
     maps, rows = fig2_rows.read(ctx.out)
     first, _ = ctx.stream.head(max(1, int(synthesis.get("inversion_images") or 0)))  # the inversions' images
     return synthesize(ctx.model, first, ctx.out, synthesis, maps, class_names=ctx.classes, mean=ctx.mean,
