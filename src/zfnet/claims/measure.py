@@ -16,6 +16,7 @@ import torch
 
 from zfnet.claims import statistics as st
 from zfnet.claims import verdicts as vd
+from zfnet.data.mean_image import read_mean_image
 
 __all__ = ["control_curves", "control_sweep", "correspondence_control", "linear_edge_se", "occlusion_control",
            "top9_similarity", "untrained_errors", "val_by_name", "val_images"]
@@ -30,7 +31,7 @@ def val_images(prepared: str | Path, crop: int, n: int, labels: bool = False):
     prepared = Path(prepared)
     if not (prepared / "mean.npy").is_file():
         return None
-    mean = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1)
+    mean = read_mean_image(prepared / "mean.npy", "claims.prepared_dir")
     images, found = [], []
     for shard in shards.shards(prepared, "val"):
         for _key, image, label in shards.iter_shard(shard):
@@ -57,7 +58,7 @@ def val_by_name(prepared: str | Path, crop: int, names: set[str]) -> dict[str, t
     prepared = Path(prepared)
     if not (prepared / "mean.npy").is_file() or not names:
         return {}
-    mean = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1)
+    mean = read_mean_image(prepared / "mean.npy", "claims.prepared_dir")
     found: dict[str, torch.Tensor] = {}
     for shard in shards.shards(prepared, "val"):
         for _key, image, _label, meta in shards.iter_shard(shard, meta=True):
@@ -195,7 +196,7 @@ def _val_batches(prepared: str | Path, crop: int, batch: int):
     from zfnet.data.crops import crop_offsets
 
     prepared = Path(prepared)
-    mean = torch.from_numpy(np.load(prepared / "mean.npy")).float().permute(2, 0, 1)
+    mean = read_mean_image(prepared / "mean.npy", "claims.prepared_dir")
     xs, ys = [], []
     for shard in shards.shards(prepared, "val"):
         for _key, image, label in shards.iter_shard(shard):
