@@ -341,7 +341,7 @@ def test_tiny_stage_run_writes_metrics_table_model_and_figures(tiny_cfg, monkeyp
              "caltech101": {"num_classes": 1, "per_class": 1, "background": 0},
              "caltech256": {"num_classes": 1, "per_class": 1, "clutter": 0}, "voc": {"num_images": 2},
              "duplicates": {"caltech101": 0, "caltech256": 0}, "broden": {"images": 0, "size": 64}}
-    demo.generate(OmegaConf.to_container(cfg.demo_data) | small | {"workers": 0}, "data/demo", progress=False)
+    demo.generate(OmegaConf.to_container(cfg.demo_data) | small | {"workers": 1}, "data/demo", progress=False)
     gt = pd.read_csv("data/demo/ground_truth/dogscats.csv")
     per = int(cfg.demo_data.dogscats.train_per_class)
     assert sorted(Path("data/demo/dogscats/train").iterdir()) == sorted(

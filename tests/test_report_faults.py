@@ -262,7 +262,7 @@ def _maps(min_at, target, predicted, n=8, size=8):
     prob = torch.full((n, n), 0.9)
     prob[min_at] = 0.1
     grid = torch.arange(n) * size
-    return {"prob": prob, "ys": grid, "xs": grid, "size": size, "target": target,
+    return {"prob": prob, "ys": grid, "xs": grid, "size": size, "stride": size, "target": target,
             "unoccluded": {"prob": 0.9, "top_class": predicted}}
 
 
