@@ -153,8 +153,8 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
                 # trained-minus-untrained edge (the CSV holds only their mean)
                 sweep_t, sweep_c = ms.control_sweep(pair[0], curves, *got), ms.control_sweep(pair[1], curves, *got)
                 ctl = mean_curves(sweep_c)
-                se = ms.linear_edge_se(sweep_t, sweep_c, int(c["bootstrap"]), seed)
-        return vd.invariance(curves, c["invariance"], num_classes, control=ctl, linear_se=se)
+                se = ms.invariance_se(sweep_t, sweep_c, int(c["bootstrap"]), seed)
+        return vd.invariance(curves, c["invariance"], num_classes, control=ctl, se=se)
 
     claims += _guard(inv, lambda r: [
         vd._na(dict(id=i, claim=i, statistic="", paper="", figure="invariance"), r)

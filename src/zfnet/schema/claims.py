@@ -21,7 +21,7 @@ class ClaimsEvolution(Group):
 class ClaimsInvariance(Group):
     images: PosInt
     margin: NonNegFloat
-    over_control: NonNegFloat
+    control_z: NonNegFloat
     linear_r2: Fraction
     linear_z: NonNegFloat
     rotation_drop: Fraction

@@ -13,11 +13,12 @@ missing is ``not measurable``. Statements that test the code, not the paper, hav
 """
 
 from zfnet.claims.verdicts.base import CHECK, FAILS, FINDING, HOLDS, KINDS, NA, VERDICTS, Claim, _decide, _f, _na
-from zfnet.claims.verdicts.features import EVOLUTION, IDENTITY, evolution, grouping, invariance, invariance_stats
+from zfnet.claims.verdicts.features import (EVOLUTION, IDENTITY, evolution, grouping, invariance, invariance_stats,
+                                            rotation)
 from zfnet.claims.verdicts.filters import clipping, zf_vs_alex
 from zfnet.claims.verdicts.sensitivity import OCCLUSION, correspondence, counted_images, occlusion, table1_gaps
 from zfnet.claims.verdicts.tables import depth, table3, transfer
 
 __all__ = ["CHECK", "EVOLUTION", "FAILS", "FINDING", "HOLDS", "IDENTITY", "KINDS", "NA", "OCCLUSION", "VERDICTS", "Claim",
-           "clipping", "correspondence", "counted_images", "depth", "evolution", "grouping", "invariance", "invariance_stats", "occlusion", "table1_gaps", "table3",
+           "clipping", "correspondence", "counted_images", "depth", "evolution", "grouping", "invariance", "invariance_stats", "occlusion", "rotation", "table1_gaps", "table3",
            "transfer", "zf_vs_alex", "_decide", "_f", "_na"]
