@@ -516,10 +516,47 @@ def test_depth_verdict():
                        "Caltech-101 15/class (ours)": [f"{40 + 5 * l}.0 ± 1.0" for l in layers],
                        "Caltech-101 30/class (paper)": [44.8, 66.2, 72.3, 76.6, 86.2, "–", 85.5]})
     c = vd.depth(t7, P["transfer"])
-    assert c.verdict == HOLDS and c.value == pytest.approx(1.0)
+    assert c.verdict == NA and c.value == pytest.approx(1.0) and "untrained" in c.control  # no control column
     assert "0.94" in c.paper  # the paper's: layers 5 and 7 swap ranks, 1 - 6 * 2 / (6 * 35) = 0.943
     t7["Caltech-101 15/class (ours)"] = [f"{80 - 5 * l}.0" for l in layers]
     assert vd.depth(t7, P["transfer"]).verdict == FAILS
+
+
+def _table7(series: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """A Table 7 as the transfer stage writes it: per classifier 7 rows; ``series``: {column: {clf: accs}}."""
+    clfs = list(next(iter(series.values())))
+    rows = [{"classifier (layer)": f"{clf} ({l + 1})", **{col: f"{accs[clf][l]:.1f} ± 1.0" for col, accs in series.items()}}
+            for clf in clfs for l in range(7)]
+    return pd.DataFrame(rows)
+
+
+def test_depth_beats_the_untrained_rho_by_z_standard_errors_over_series():
+    """rho per series by scipy's spearmanr; the margin: depth_z standard errors of the mean paired
+    difference over the four series (dataset x classifier), by numpy."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    cols = ["Caltech-101 30/class", "Caltech-256 60/class"]
+    trend = np.arange(7.0)
+    ours = {f"{c} (ours)": {k: list(10 * trend + rng.normal(0, 8, 7)) for k in ("SVM", "Softmax")} for c in cols}
+    ctl = {f"{c} (untrained)": {k: list(rng.normal(30, 8, 7)) for k in ("SVM", "Softmax")} for c in cols}
+    c = vd.depth(_table7({**ours, **ctl}), P["transfer"])
+    r_t = [spearmanr(range(7), np.round(ours[f"{c_} (ours)"][k], 1))[0] for c_ in cols for k in ("SVM", "Softmax")]
+    r_u = [spearmanr(range(7), np.round(ctl[f"{c_} (untrained)"][k], 1))[0] for c_ in cols for k in ("SVM", "Softmax")]
+    assert c.value == pytest.approx(np.mean(r_t)) and c.control_value == pytest.approx(np.mean(r_u))
+    d = np.subtract(r_t, r_u)
+    se = d.std(ddof=1) / 2
+    assert f"{se:.3f}" in c.ours
+    z = P["transfer"]["depth_z"]
+    expect = HOLDS if c.value >= P["transfer"]["depth_rho"] and d.mean() >= z * se else FAILS
+    assert c.verdict == expect == HOLDS, c
+    # an untrained network whose layers order as well: the same rho, no excess over the control
+    same = {f"{c_} (untrained)": v for c_, v in zip(cols, ours.values())}
+    c2 = vd.depth(_table7({**ours, **same}), P["transfer"])
+    assert c2.verdict == FAILS and "untrained control" in c2.reason
+    # one series: no spread to measure the noise by
+    one = vd.depth(_table7({"A (ours)": {"SVM": ours[f"{cols[0]} (ours)"]["SVM"]}, "A (untrained)": {"SVM": list(np.zeros(7) + trend[::-1])}}), P["transfer"])
+    assert one.verdict == NA and "one series" in one.reason
 
 
 # ------------------------------------------------------------------------------- 9: top-9 (Fig. 2)
@@ -650,7 +687,7 @@ def test_control_is_the_weights_the_train_stage_starts_from(tiny_cfg, tmp_path, 
     from test_prepare import make_imagenet, settings
     from test_training import configure
 
-    from zfnet.claims.control import fingerprint, initial_model
+    from zfnet.untrained import fingerprint, initial_model
     from zfnet.training.run import train
 
     class Started(Exception):

@@ -212,7 +212,7 @@ def test_untrained_errors_match_the_training_data_modules_centre_crop(tmp_path):
     missing from disk is left out; each control's fingerprint is recorded."""
     from test_prepare import make_imagenet, settings
 
-    from zfnet.claims.control import initial_model
+    from zfnet.untrained import initial_model
     from zfnet.data.crops import crop_offsets
     from zfnet.data.datamodule import ShardDataModule
     from zfnet.data.prepare import prepare

@@ -273,6 +273,58 @@ def test_features_are_the_blocks_outputs_and_cached_once_per_checkpoint(tmp_path
     assert len(list((tmp_path / "cache" / "toy").iterdir())) == 1  # the old checkpoint's entry is gone
 
 
+def test_untrained_features_are_the_train_runs_initial_weights_cached_apart(tmp_path):
+    """Table 7's untrained column reads the features of the checkpoint's architecture as the train stage
+    built it before training (Lightning's seed_everything, then build): independent of the trained weights,
+    in their own cache entry beside the trained one."""
+    import pytorch_lightning as pl
+
+    from zfnet.models import build
+    from zfnet.models.weights import export_model
+
+    arch = dict(num_classes=5, input_size=64, width=0.125)
+    torch.manual_seed(7)
+    trained = build("zfnet", **arch).eval()  # stands in for a trained model: not the seed-3 start
+    ckpt = export_model(trained, tmp_path / "model.pt", extra={"classes": 5})
+    paths = [_jpeg(tmp_path / "img" / f"{i}.jpg", i, (90, 70)) for i in range(5)]
+    np.save(tmp_path / "mean.npy", np.full((72, 72, 3), 100.0))
+    args = dict(checkpoint=ckpt, mean_path=tmp_path / "mean.npy", paths=paths, cache_dir=tmp_path / "cache",
+                resize=72, crop=64, layers=["conv1", "fc7"], grid=2, progress=False)
+    ours, _, _ = cached_features(**args, dataset="toy")
+    control, keep, _ = cached_features(**args, dataset="toy_untrained", untrained_seed=3)
+    pl.seed_everything(3)
+    start = build("zfnet", **arch).eval()
+    images, _, _ = load_images(paths, 72, progress=False)
+    ref = extract(start, images, torch.full((3, 64, 64), 100.0), ["conv1", "fc7"], grid=2)
+    assert keep == list(range(5))
+    for layer in ("conv1", "fc7"):
+        scale = float(np.abs(ref[layer]).max())  # untrained fc7 is ~1e-5: tolerances relative to the layer's range
+        assert scale > 0
+        np.testing.assert_allclose(control[layer], ref[layer], rtol=1e-2, atol=1e-2 * scale)  # float16 on disk
+        assert not np.allclose(control[layer], ours[layer], rtol=1e-2, atol=1e-2 * scale)
+    assert (tmp_path / "cache" / "toy").is_dir() and (tmp_path / "cache" / "toy_untrained").is_dir()
+
+
+def test_table7_shows_the_untrained_columns_beside_ours_and_the_papers():
+    from zfnet.transfer.experiments import layers_table, summarize
+
+    cfg = OmegaConf.create({"transfer": {"table7": {"caltech101": 30, "caltech256": 60, "classifiers": ["svm"]},
+                                         "features": {"layers": ["conv1", "fc7"]}}})
+    records = [{"dataset": d, "method": m, "classifier": "svm", "layer": l, "n_train": n, "fold": f,
+                "accuracy": (acc + f) / 100}
+               for d, n in (("caltech101", 30), ("caltech256", 60))
+               for m, base in (("pretrained", 50.0), ("untrained", 10.0))
+               for l, acc in (("conv1", base), ("fc7", base + 20)) for f in (0, 2)]
+    table = layers_table(summarize(records), cfg)
+    assert list(table.columns) == ["classifier (layer)", "Caltech-101 30/class (ours)", "Caltech-101 30/class (untrained)",
+                                   "Caltech-101 30/class (paper)", "Caltech-256 60/class (ours)",
+                                   "Caltech-256 60/class (untrained)", "Caltech-256 60/class (paper)"]
+    assert table["Caltech-101 30/class (untrained)"].tolist() == ["11.0 ± 1.0", "31.0 ± 1.0"]  # %, std over folds
+    assert table["Caltech-256 60/class (ours)"].tolist() == ["51.0 ± 1.0", "71.0 ± 1.0"]
+    without = layers_table(summarize([r for r in records if r["method"] == "pretrained"]), cfg)
+    assert not any("untrained" in c for c in without.columns)
+
+
 def test_features_stream_in_chunks_equal_to_the_whole_set_at_once(tmp_path, monkeypatch):
     """Chunks of 3 paths, batches of 4 images, unreadable files in two chunks: the chunked extraction holds
     at most a chunk of images and gives the whole set's features bit for bit (the same batches)."""

@@ -237,7 +237,7 @@ def untrained_errors(models: Mapping[str, str | Path], prepared: str | Path, cro
     """Per Table 3 row (``{variant: model.pt}``), the validation top-1 error (%) of its untrained control
     (its architecture with the weights the train stage starts from, ``seed``), the centre crop as the
     table's; ``batch`` images at a time (memory bounded by it). Rows whose model is missing are left out."""
-    from zfnet.claims.control import untrained_like
+    from zfnet.untrained import untrained_like
     from zfnet.models.weights import load_model
 
     out = {}

@@ -60,6 +60,7 @@ class ClaimsTable3(Group):
 class ClaimsTransfer(Group):
     depth_rho: Annotated[float, Field(ge=-1, le=1)]
     z: NonNegFloat
+    depth_z: NonNegFloat
 
 
 class ClaimsGrouping(Group):

@@ -6,7 +6,7 @@ missing or too small input gives ``not measurable`` with the reason; nothing her
 The tolerances are stated in config and never chosen to make a claim pass.
 
 Each finding carries a ``control``: the same statistic on the untrained network (the trained model's own
-initial weights, ``zfnet.claims.control``) where one can be computed, else what stands in for it (the
+initial weights, ``zfnet.untrained``) where one can be computed, else what stands in for it (the
 table's own baseline, a permutation null, a noise level) in words. A finding holds only when our value
 passes *and* beats the control by the margin the config states; a finding whose untrained control is
 missing is ``not measurable``. Statements that test the code, not the paper, have ``kind="check"``.
