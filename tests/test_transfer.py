@@ -305,6 +305,50 @@ def test_untrained_features_are_the_train_runs_initial_weights_cached_apart(tmp_
     assert (tmp_path / "cache" / "toy").is_dir() and (tmp_path / "cache" / "toy_untrained").is_dir()
 
 
+def _toy_caltech(tmp_path, model, seed: int, untrained: bool = True):
+    """A 3-class Caltech-101 of 6 images each, ``model`` as the checkpoint, Table 7 at 2 per class over 2
+    folds on conv1 and fc7; the config keys caltech() reads."""
+    from zfnet.models.weights import export_model
+
+    root = tmp_path / "c101" / "101_ObjectCategories"
+    for c, cls in enumerate(("ant", "bee", "cat")):
+        for i in range(6):
+            _jpeg(root / cls / f"image_{i + 1:04d}.jpg", 10 * c + i, (80, 80))
+    export_model(model, tmp_path / "model.pt", extra={"classes": 5})
+    np.save(tmp_path / "mean.npy", np.full((72, 72, 3), 100.0))
+    return OmegaConf.create({
+        "seed": seed, "prepare": {"out_dir": str(tmp_path)}, "data": {"resize": 72, "crop": 64},
+        "transfer": {"checkpoint": str(tmp_path / "model.pt"), "cache_dir": str(tmp_path / "cache"), "seed": 0,
+                     "workers": 1, "features": {"layers": ["conv1", "fc7"], "grid": 2, "batch_size": 8, "chunk": 8},
+                     "classifier": {"layer": "fc7", "softmax": {"C": 1.0, "max_iter": 200}, "svm": {"C": 0.01, "max_iter": 200}},
+                     "caltech101": {"root": str(tmp_path / "c101"), "train_per_class": [], "test_per_class": 3, "folds": 2},
+                     "table7": {"caltech101": 2, "classifiers": ["svm", "softmax"], "untrained": untrained},
+                     "nonpretrained": {"enabled": False}}})
+
+
+def test_table7_untrained_rows_use_the_same_folds_and_the_initial_weights(tmp_path):
+    """A checkpoint that IS its train run's initial model (seed 3): the untrained rows equal ours fold by
+    fold (same images, folds, classifiers); another run seed gives other features; untrained off: none."""
+    import pytorch_lightning as pl
+
+    from zfnet.models import build
+    from zfnet.transfer.experiments import caltech
+
+    pl.seed_everything(3)
+    start = build("zfnet", num_classes=5, input_size=64, width=0.125).eval()
+    key = ["classifier", "layer", "n_train", "fold"]
+    frame = pd.DataFrame(caltech(_toy_caltech(tmp_path, start, seed=3), "caltech101"))
+    ours, ctl = (frame[frame.method == m].set_index(key).sort_index() for m in ("pretrained", "untrained"))
+    assert len(ours) == len(ctl) == 2 * 2 * 2  # classifiers x layers x folds
+    assert ours.index.equals(ctl.index)
+    np.testing.assert_array_equal(ctl.accuracy.to_numpy(), ours.accuracy.to_numpy())
+    other = pd.DataFrame(caltech(_toy_caltech(tmp_path, start, seed=4), "caltech101"))
+    assert not np.array_equal(other[other.method == "untrained"].set_index(key).sort_index().accuracy.to_numpy(),
+                              ours.accuracy.to_numpy())
+    off = pd.DataFrame(caltech(_toy_caltech(tmp_path, start, seed=3, untrained=False), "caltech101"))
+    assert set(off.method) == {"pretrained"}
+
+
 def test_table7_shows_the_untrained_columns_beside_ours_and_the_papers():
     from zfnet.transfer.experiments import layers_table, summarize
 
