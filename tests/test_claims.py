@@ -119,34 +119,62 @@ def _toy_curves(layers):
     return mean_curves(df)
 
 
+def _se(value: float, **given: float) -> dict[str, float]:
+    """Bootstrap standard errors of the three Fig. 5 differences (measure.invariance_se's keys): ``value``
+    for each, except those ``given``."""
+    return {"diff": value, "linear_edge": value, "drop": value, **given}
+
+
 def test_layer1_jumps_layer7_linear_on_a_known_extractor():
     curves = _toy_curves(("conv1", "fc7"))
     x, d = st.sweep_curve(curves["translate"], "distance_fc7", 0.0)
     assert d == pytest.approx(x, abs=1e-4)  # the centroid moves exactly with the translation
     # an untrained control whose layer 7 jumps like its layer 1: training made layer 7 smooth and linear
     jumpy = {k: f.assign(distance_fc7=f["distance_conv1"]) for k, f in curves.items()}
-    c = _by_id(vd.invariance(curves, P["invariance"], control=jumpy, linear_se=0.01))
+    c = _by_id(vd.invariance(curves, P["invariance"], control=jumpy, se=_se(0.01)))
     assert c["invariance_lower_vs_upper"].verdict == HOLDS, c["invariance_lower_vs_upper"]
     assert c["invariance_lower_vs_upper"].control_value == pytest.approx(0.0)
     assert c["invariance_upper_linear"].verdict == HOLDS and c["invariance_upper_linear"].value > 0
     edge = c["invariance_upper_linear"].value - c["invariance_upper_linear"].control_value
     z = P["invariance"]["linear_z"]
-    noisy = _by_id(vd.invariance(curves, P["invariance"], control=jumpy, linear_se=1.01 * edge / z))
+    noisy = _by_id(vd.invariance(curves, P["invariance"], control=jumpy, se=_se(0.01, linear_edge=1.01 * edge / z)))
     assert noisy["invariance_upper_linear"].verdict == FAILS and "se" in noisy["invariance_upper_linear"].reason
-    assert _by_id(vd.invariance(curves, P["invariance"], control=jumpy, linear_se=0.99 * edge / z)
+    assert _by_id(vd.invariance(curves, P["invariance"], control=jumpy, se=_se(0.01, linear_edge=0.99 * edge / z))
                   )["invariance_upper_linear"].verdict == HOLDS
     unmeasured = _by_id(vd.invariance(curves, P["invariance"], control=jumpy))["invariance_upper_linear"]
     assert unmeasured.verdict == NA and "standard error" in unmeasured.reason  # no noise level: no margin
-    same = _by_id(vd.invariance(curves, P["invariance"], control=curves, linear_se=0.0))  # untrained already like this
+    same = _by_id(vd.invariance(curves, P["invariance"], control=curves, se=_se(0.0)))  # untrained already like this
     assert same["invariance_lower_vs_upper"].verdict == FAILS and "untrained control" in same["invariance_lower_vs_upper"].reason
     assert same["invariance_upper_linear"].verdict == FAILS
     alone = _by_id(vd.invariance(curves, P["invariance"]))  # passes, but nothing to compare with
     assert alone["invariance_lower_vs_upper"].verdict == NA and "control" in alone["invariance_lower_vs_upper"].reason
     swapped = {k: f.rename(columns={"distance_conv1": "distance_fc7", "distance_fc7": "distance_conv1"})
                [["amount", "distance_conv1", "distance_fc7", "p_true", "images"]] for k, f in curves.items()}
-    c = _by_id(vd.invariance(swapped, P["invariance"], control=jumpy, linear_se=0.01))
+    c = _by_id(vd.invariance(swapped, P["invariance"], control=jumpy, se=_se(0.01)))
     assert c["invariance_lower_vs_upper"].verdict == FAILS  # now the lower layer is the linear one
     assert c["invariance_upper_linear"].verdict == FAILS  # and the upper one jumps
+
+
+def test_area_difference_and_rotation_drop_must_beat_the_control_by_z_standard_errors():
+    """The margin over the untrained control is control_z bootstrap standard errors of the difference: a
+    noise just above (beat / z) fails the finding, just below holds it; no measured noise: not measurable."""
+    curves = _toy_curves(("conv1", "fc7"))
+    jumpy = {k: f.assign(distance_fc7=f["distance_conv1"]) for k, f in curves.items()}
+    # an untrained control whose output barely moves under rotation: half of our drop
+    flat = {**jumpy, "rotate": jumpy["rotate"].assign(p_true=lambda f: f["p_true"].iloc[0] * (1 - (1 - f["p_true"] / f["p_true"].iloc[0]) / 2))}
+    z = P["invariance"]["control_z"]
+    base = _by_id(vd.invariance(curves, P["invariance"], control=flat, se=_se(0.0)))
+    for key, cid in (("diff", "invariance_lower_vs_upper"), ("drop", "rotation_not_invariant")):
+        c = base[cid]
+        assert c.verdict == HOLDS, c
+        beat = c.value - c.control_value
+        assert beat > 0
+        noisy = _by_id(vd.invariance(curves, P["invariance"], control=flat, se=_se(0.0, **{key: 1.01 * beat / z})))[cid]
+        assert noisy.verdict == FAILS and f"{z:g} se" in noisy.reason, noisy
+        quiet = _by_id(vd.invariance(curves, P["invariance"], control=flat, se=_se(0.0, **{key: 0.99 * beat / z})))[cid]
+        assert quiet.verdict == HOLDS, quiet
+        unmeasured = _by_id(vd.invariance(curves, P["invariance"], control=flat, se={}))[cid]
+        assert unmeasured.verdict == NA and "standard error" in unmeasured.reason
 
 
 def test_an_exactly_invariant_upper_layer_counts_as_changing_least():
@@ -154,7 +182,8 @@ def test_an_exactly_invariant_upper_layer_counts_as_changing_least():
     assert curves["translate"]["distance_pool"].abs().max() == 0
     assert st.normalized_auc(*st.sweep_curve(curves["translate"], "distance_pool", 0.0)) == 0.0
     jumpy = {k: f.assign(distance_pool=f["distance_conv1"]) for k, f in curves.items()}
-    assert _by_id(vd.invariance(curves, P["invariance"], control=jumpy))["invariance_lower_vs_upper"].verdict == HOLDS
+    assert _by_id(vd.invariance(curves, P["invariance"], control=jumpy, se=_se(0.01))
+                  )["invariance_lower_vs_upper"].verdict == HOLDS
 
 
 def test_linearity_rejects_square_root_and_square_over_fig5_amounts():
@@ -177,7 +206,7 @@ def test_linearity_rejects_square_root_and_square_over_fig5_amounts():
         if kind != "line":
             assert st.linearity_r2(np.unique(x), fn(np.unique(x))) > 0.9  # the old test accepted it
         control = {k: f.assign(distance_fc7=f["distance_conv1"]) for k, f in frames.items()}
-        c = _by_id(vd.invariance(frames, P["invariance"], control=control, linear_se=0.01))["invariance_upper_linear"]
+        c = _by_id(vd.invariance(frames, P["invariance"], control=control, se=_se(0.01)))["invariance_upper_linear"]
         assert c.verdict == expect, (kind, c)
 
 
@@ -194,9 +223,10 @@ def test_rotation_verdicts():
     rot = lambda p: pd.DataFrame({"amount": amounts, "distance_conv1": amounts, "distance_fc7": amounts, "p_true": p})
     falls = np.where(amounts == 0, 0.9, 0.3)
     untrained = {"rotate": rot(np.full(12, 0.1))}  # uniform over 10 classes at every angle: drop 0
-    c = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], num_classes=10, control=untrained))["rotation_not_invariant"]
+    c = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], num_classes=10, control=untrained,
+                             se=_se(0.05)))["rotation_not_invariant"]
     assert c.verdict == HOLDS and c.value == pytest.approx(2 / 3) and c.control_value == pytest.approx(0)
-    also = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], 10, control={"rotate": rot(falls)}))
+    also = _by_id(vd.invariance({"rotate": rot(falls)}, P["invariance"], 10, control={"rotate": rot(falls)}, se=_se(0.0)))
     assert also["rotation_not_invariant"].verdict == FAILS  # the untrained network drops as much
     flat = _by_id(vd.invariance({"rotate": rot(np.full(12, 0.9))}, P["invariance"], 10, control=untrained))["rotation_not_invariant"]
     assert flat.verdict == FAILS and flat.value == 0
@@ -486,10 +516,47 @@ def test_depth_verdict():
                        "Caltech-101 15/class (ours)": [f"{40 + 5 * l}.0 ± 1.0" for l in layers],
                        "Caltech-101 30/class (paper)": [44.8, 66.2, 72.3, 76.6, 86.2, "–", 85.5]})
     c = vd.depth(t7, P["transfer"])
-    assert c.verdict == HOLDS and c.value == pytest.approx(1.0)
+    assert c.verdict == NA and c.value == pytest.approx(1.0) and "untrained" in c.control  # no control column
     assert "0.94" in c.paper  # the paper's: layers 5 and 7 swap ranks, 1 - 6 * 2 / (6 * 35) = 0.943
     t7["Caltech-101 15/class (ours)"] = [f"{80 - 5 * l}.0" for l in layers]
     assert vd.depth(t7, P["transfer"]).verdict == FAILS
+
+
+def _table7(series: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """A Table 7 as the transfer stage writes it: per classifier 7 rows; ``series``: {column: {clf: accs}}."""
+    clfs = list(next(iter(series.values())))
+    rows = [{"classifier (layer)": f"{clf} ({l + 1})", **{col: f"{accs[clf][l]:.1f} ± 1.0" for col, accs in series.items()}}
+            for clf in clfs for l in range(7)]
+    return pd.DataFrame(rows)
+
+
+def test_depth_beats_the_untrained_rho_by_z_standard_errors_over_series():
+    """rho per series by scipy's spearmanr; the margin: depth_z standard errors of the mean paired
+    difference over the four series (dataset x classifier), by numpy."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    cols = ["Caltech-101 30/class", "Caltech-256 60/class"]
+    trend = np.arange(7.0)
+    ours = {f"{c} (ours)": {k: list(10 * trend + rng.normal(0, 8, 7)) for k in ("SVM", "Softmax")} for c in cols}
+    ctl = {f"{c} (untrained)": {k: list(rng.normal(30, 8, 7)) for k in ("SVM", "Softmax")} for c in cols}
+    c = vd.depth(_table7({**ours, **ctl}), P["transfer"])
+    r_t = [spearmanr(range(7), np.round(ours[f"{c_} (ours)"][k], 1))[0] for c_ in cols for k in ("SVM", "Softmax")]
+    r_u = [spearmanr(range(7), np.round(ctl[f"{c_} (untrained)"][k], 1))[0] for c_ in cols for k in ("SVM", "Softmax")]
+    assert c.value == pytest.approx(np.mean(r_t)) and c.control_value == pytest.approx(np.mean(r_u))
+    d = np.subtract(r_t, r_u)
+    se = d.std(ddof=1) / 2
+    assert f"{se:.3f}" in c.ours
+    z = P["transfer"]["depth_z"]
+    expect = HOLDS if c.value >= P["transfer"]["depth_rho"] and d.mean() >= z * se else FAILS
+    assert c.verdict == expect == HOLDS, c
+    # an untrained network whose layers order as well: the same rho, no excess over the control
+    same = {f"{c_} (untrained)": v for c_, v in zip(cols, ours.values())}
+    c2 = vd.depth(_table7({**ours, **same}), P["transfer"])
+    assert c2.verdict == FAILS and "untrained control" in c2.reason
+    # one series: no spread to measure the noise by
+    one = vd.depth(_table7({"A (ours)": {"SVM": ours[f"{cols[0]} (ours)"]["SVM"]}, "A (untrained)": {"SVM": list(np.zeros(7) + trend[::-1])}}), P["transfer"])
+    assert one.verdict == NA and "one series" in one.reason
 
 
 # ------------------------------------------------------------------------------- 9: top-9 (Fig. 2)
@@ -620,7 +687,7 @@ def test_control_is_the_weights_the_train_stage_starts_from(tiny_cfg, tmp_path, 
     from test_prepare import make_imagenet, settings
     from test_training import configure
 
-    from zfnet.claims.control import fingerprint, initial_model
+    from zfnet.untrained import fingerprint, initial_model
     from zfnet.training.run import train
 
     class Started(Exception):

@@ -80,9 +80,55 @@ def test_linear_edge_se_matches_the_exact_bootstrap_distribution():
     trained = {0: (x, x), 1: (x + 0.3 * x ** 2, np.sqrt(x) * 2), 2: (x ** 1.5, x)}
     control = {0: ((x > 0) * 1.0 + 0.1 * x, np.sqrt(x)), 1: (np.sqrt(x), x ** 2 / 4), 2: (x, (x > 0) * 2.0)}
     exact = [_edge_by_hand(trained, idx) - _edge_by_hand(control, idx) for idx in itertools.product(range(3), repeat=3)]
-    se = ms.linear_edge_se(_sweeps(trained), _sweeps(control), draws=1500, seed=0)
+    se = ms.invariance_se(_sweeps(trained), _sweeps(control), draws=1500, seed=0)
     assert np.std(exact) > 0.01
-    assert se == pytest.approx(np.std(exact), rel=0.08)  # MC error of the se at 1500 draws: ~2%
+    assert se["linear_edge"] == pytest.approx(np.std(exact), rel=0.08)  # MC error of the se at 1500 draws: ~2%
+    assert math.isnan(se["drop"])  # no rotation sweep: no drop, no standard error
+
+
+def _area_diff_by_hand(per_image: dict, idx) -> float:
+    """min over translate / scale of layer 1's minus layer 7's area under distance/max vs amount/max of the
+    mean curve, by scipy's trapezoid rule."""
+    from scipy.integrate import trapezoid
+
+    out = []
+    for j, x in enumerate((np.arange(5) * 10.0, np.arange(5) * 0.1)):
+        fc7 = np.mean([per_image[i][j] for i in idx], axis=0)
+        conv1 = (x > 0).astype(float)  # _sweeps' layer 1: a jump at the first step, every image
+        area = [trapezoid(d / d.max(), x / x.max()) for d in (conv1, fc7)]
+        out.append(area[0] - area[1])
+    return min(out)
+
+
+def test_area_difference_se_matches_the_exact_bootstrap_distribution():
+    """The layer-1-minus-layer-7 area, trained minus untrained, over the 27 resamples of three images
+    enumerated (scipy's trapezoid): the bootstrap's se must match the exact one."""
+    x = np.arange(5.0)
+    trained = {0: (x, x), 1: (x ** 2, np.sqrt(x) * 2), 2: (x ** 1.5, x + 1)}
+    control = {0: ((x > 0) * 1.0 + 0.1 * x, np.sqrt(x)), 1: (np.sqrt(x), x ** 2 / 4), 2: (x, (x > 0) * 2.0)}
+    exact = [_area_diff_by_hand(trained, idx) - _area_diff_by_hand(control, idx)
+             for idx in itertools.product(range(3), repeat=3)]
+    se = ms.invariance_se(_sweeps(trained), _sweeps(control), draws=1500, seed=0)
+    assert np.std(exact) > 0.01
+    assert se["diff"] == pytest.approx(np.std(exact), rel=0.08)
+
+
+def test_rotation_drop_se_matches_the_analytic_se():
+    """p(true) is 0.8 at 0° for every image and lowest at 90° on every resample, so the drop is linear in
+    the images' mean p(true) at 90°: the ideal bootstrap se of the trained-minus-untrained drop is the
+    analytic se of a paired mean difference, std(u − w) / sqrt(n) / 0.8 (population std)."""
+    rng = np.random.default_rng(3)
+    n = 30
+    u, w = rng.uniform(0.3, 0.6, n), rng.uniform(0.02, 0.1, n)  # trained and untrained falls at 90°
+
+    def sweep(fall):
+        return pd.DataFrame([{"transform": "rotate", "amount": a, "image": i, "label": 0,
+                              "distance_fc7": 0.0, "p_true": {0.0: 0.8, 90.0: 0.8 - f, 180.0: 0.79}[a]}
+                             for i, f in enumerate(fall) for a in (0.0, 90.0, 180.0)])
+
+    se = ms.invariance_se(sweep(u), sweep(w), draws=3000, seed=0)
+    assert se["drop"] == pytest.approx((u - w).std() / math.sqrt(n) / 0.8, rel=0.06)  # MC error ~1.3%
+    assert math.isnan(se["diff"]) and math.isnan(se["linear_edge"])  # no translate / scale sweeps
 
 
 class Planted(nn.Module):
@@ -166,7 +212,7 @@ def test_untrained_errors_match_the_training_data_modules_centre_crop(tmp_path):
     missing from disk is left out; each control's fingerprint is recorded."""
     from test_prepare import make_imagenet, settings
 
-    from zfnet.claims.control import initial_model
+    from zfnet.untrained import initial_model
     from zfnet.data.crops import crop_offsets
     from zfnet.data.datamodule import ShardDataModule
     from zfnet.data.prepare import prepare

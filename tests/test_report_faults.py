@@ -123,8 +123,8 @@ def run_outputs(tiny_cfg, tmp_path):
     tables = Path(cfg.report.tables_dir)
     tables.mkdir(parents=True)
     (tables / "table3_ablation.csv").write_text("variant,val top-1 (ours),val top-1 (paper)\nzfnet,50.0,38.4\n")
-    (tables / "table7_layers.csv").write_text("classifier (layer),Caltech-256 2/class (ours),Caltech-256 60/class (paper)\n"
-                                              "SVM (7),62.5,71.7\n")
+    (tables / "table7_layers.csv").write_text("classifier (layer),Caltech-256 2/class (ours),Caltech-256 2/class (untrained),"
+                                              "Caltech-256 60/class (paper)\nSVM (7),62.5,12.5,71.7\n")
     figures = Path(cfg.visualize.out_dir)
     for group in ("occlusion", "fig6"):
         _png(figures / group / "a.png")
@@ -254,6 +254,9 @@ def test_demo_banner_on_top_and_table7_says_its_training_sizes(run_outputs):
     note = unescape(note[note.index('<p class="note">'):note.index("<table")])
     assert "ours 2 (caltech101), 2 (caltech256); the paper's 30 (caltech101), 60 (caltech256)" in note
     assert "The sizes differ" in note
+    table = text[text.index('id="table7_layers"'):]
+    table = unescape(table[table.index("<table"):table.index("</table>")])
+    assert "Caltech-256 2/class (untrained)" in table and "12.5" in table  # the untrained control's column
     assert 'class="banner"' in (Path(cfg.report.out).parent / "pages/occlusion.html").read_text()
 
 

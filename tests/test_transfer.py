@@ -273,6 +273,102 @@ def test_features_are_the_blocks_outputs_and_cached_once_per_checkpoint(tmp_path
     assert len(list((tmp_path / "cache" / "toy").iterdir())) == 1  # the old checkpoint's entry is gone
 
 
+def test_untrained_features_are_the_train_runs_initial_weights_cached_apart(tmp_path):
+    """Table 7's untrained column reads the features of the checkpoint's architecture as the train stage
+    built it before training (Lightning's seed_everything, then build): independent of the trained weights,
+    in their own cache entry beside the trained one."""
+    import pytorch_lightning as pl
+
+    from zfnet.models import build
+    from zfnet.models.weights import export_model
+
+    arch = dict(num_classes=5, input_size=64, width=0.125)
+    torch.manual_seed(7)
+    trained = build("zfnet", **arch).eval()  # stands in for a trained model: not the seed-3 start
+    ckpt = export_model(trained, tmp_path / "model.pt", extra={"classes": 5})
+    paths = [_jpeg(tmp_path / "img" / f"{i}.jpg", i, (90, 70)) for i in range(5)]
+    np.save(tmp_path / "mean.npy", np.full((72, 72, 3), 100.0))
+    args = dict(checkpoint=ckpt, mean_path=tmp_path / "mean.npy", paths=paths, cache_dir=tmp_path / "cache",
+                resize=72, crop=64, layers=["conv1", "fc7"], grid=2, progress=False)
+    ours, _, _ = cached_features(**args, dataset="toy")
+    control, keep, _ = cached_features(**args, dataset="toy_untrained", untrained_seed=3)
+    pl.seed_everything(3)
+    start = build("zfnet", **arch).eval()
+    images, _, _ = load_images(paths, 72, progress=False)
+    ref = extract(start, images, torch.full((3, 64, 64), 100.0), ["conv1", "fc7"], grid=2)
+    assert keep == list(range(5))
+    for layer in ("conv1", "fc7"):
+        scale = float(np.abs(ref[layer]).max())  # untrained fc7 is ~1e-5: tolerances relative to the layer's range
+        assert scale > 0
+        np.testing.assert_allclose(control[layer], ref[layer], rtol=1e-2, atol=1e-2 * scale)  # float16 on disk
+        assert not np.allclose(control[layer], ours[layer], rtol=1e-2, atol=1e-2 * scale)
+    assert (tmp_path / "cache" / "toy").is_dir() and (tmp_path / "cache" / "toy_untrained").is_dir()
+
+
+def _toy_caltech(tmp_path, model, seed: int, untrained: bool = True):
+    """A 3-class Caltech-101 of 6 images each, ``model`` as the checkpoint, Table 7 at 2 per class over 2
+    folds on conv1 and fc7; the config keys caltech() reads."""
+    from zfnet.models.weights import export_model
+
+    root = tmp_path / "c101" / "101_ObjectCategories"
+    for c, cls in enumerate(("ant", "bee", "cat")):
+        for i in range(6):
+            _jpeg(root / cls / f"image_{i + 1:04d}.jpg", 10 * c + i, (80, 80))
+    export_model(model, tmp_path / "model.pt", extra={"classes": 5})
+    np.save(tmp_path / "mean.npy", np.full((72, 72, 3), 100.0))
+    return OmegaConf.create({
+        "seed": seed, "prepare": {"out_dir": str(tmp_path)}, "data": {"resize": 72, "crop": 64},
+        "transfer": {"checkpoint": str(tmp_path / "model.pt"), "cache_dir": str(tmp_path / "cache"), "seed": 0,
+                     "workers": 1, "features": {"layers": ["conv1", "fc7"], "grid": 2, "batch_size": 8, "chunk": 8},
+                     "classifier": {"layer": "fc7", "softmax": {"C": 1.0, "max_iter": 200}, "svm": {"C": 0.01, "max_iter": 200}},
+                     "caltech101": {"root": str(tmp_path / "c101"), "train_per_class": [], "test_per_class": 3, "folds": 2},
+                     "table7": {"caltech101": 2, "classifiers": ["svm", "softmax"], "untrained": untrained},
+                     "nonpretrained": {"enabled": False}}})
+
+
+def test_table7_untrained_rows_use_the_same_folds_and_the_initial_weights(tmp_path):
+    """A checkpoint that IS its train run's initial model (seed 3): the untrained rows equal ours fold by
+    fold (same images, folds, classifiers); another run seed gives other features; untrained off: none."""
+    import pytorch_lightning as pl
+
+    from zfnet.models import build
+    from zfnet.transfer.experiments import caltech
+
+    pl.seed_everything(3)
+    start = build("zfnet", num_classes=5, input_size=64, width=0.125).eval()
+    key = ["classifier", "layer", "n_train", "fold"]
+    frame = pd.DataFrame(caltech(_toy_caltech(tmp_path, start, seed=3), "caltech101"))
+    ours, ctl = (frame[frame.method == m].set_index(key).sort_index() for m in ("pretrained", "untrained"))
+    assert len(ours) == len(ctl) == 2 * 2 * 2  # classifiers x layers x folds
+    assert ours.index.equals(ctl.index)
+    np.testing.assert_array_equal(ctl.accuracy.to_numpy(), ours.accuracy.to_numpy())
+    other = pd.DataFrame(caltech(_toy_caltech(tmp_path, start, seed=4), "caltech101"))
+    assert not np.array_equal(other[other.method == "untrained"].set_index(key).sort_index().accuracy.to_numpy(),
+                              ours.accuracy.to_numpy())
+    off = pd.DataFrame(caltech(_toy_caltech(tmp_path, start, seed=3, untrained=False), "caltech101"))
+    assert set(off.method) == {"pretrained"}
+
+
+def test_table7_shows_the_untrained_columns_beside_ours_and_the_papers():
+    from zfnet.transfer.experiments import layers_table, summarize
+
+    cfg = OmegaConf.create({"transfer": {"table7": {"caltech101": 30, "caltech256": 60, "classifiers": ["svm"]},
+                                         "features": {"layers": ["conv1", "fc7"]}}})
+    records = [{"dataset": d, "method": m, "classifier": "svm", "layer": l, "n_train": n, "fold": f,
+                "accuracy": (acc + f) / 100}
+               for d, n in (("caltech101", 30), ("caltech256", 60))
+               for m, base in (("pretrained", 50.0), ("untrained", 10.0))
+               for l, acc in (("conv1", base), ("fc7", base + 20)) for f in (0, 2)]
+    table = layers_table(summarize(records), cfg)
+    assert list(table.columns) == ["classifier (layer)", "Caltech-101 30/class (ours)", "Caltech-101 30/class (untrained)",
+                                   "Caltech-101 30/class (paper)", "Caltech-256 60/class (ours)",
+                                   "Caltech-256 60/class (untrained)", "Caltech-256 60/class (paper)"]
+    assert table["Caltech-101 30/class (untrained)"].tolist() == ["11.0 ± 1.0", "31.0 ± 1.0"]  # %, std over folds
+    assert table["Caltech-256 60/class (ours)"].tolist() == ["51.0 ± 1.0", "71.0 ± 1.0"]
+    without = layers_table(summarize([r for r in records if r["method"] == "pretrained"]), cfg)
+    assert not any("untrained" in c for c in without.columns)
+
+
 def test_features_stream_in_chunks_equal_to_the_whole_set_at_once(tmp_path, monkeypatch):
     """Chunks of 3 paths, batches of 4 images, unreadable files in two chunks: the chunked extraction holds
     at most a chunk of images and gives the whole set's features bit for bit (the same batches)."""

@@ -5,7 +5,7 @@ and an input that cannot be read (or a statistic that fails on it) does the same
 error's first line, so one broken output never hides the other claims.
 
 The untrained controls are rebuilt here from each trained model's architecture and the run's ``seed``
-(``zfnet.claims.control``); their fingerprints go into ``metrics/claims.json`` under ``controls``.
+(``zfnet.untrained``); their fingerprints go into ``metrics/claims.json`` under ``controls``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _first_conv_weights(path: str | Path, seed: int, fingerprints: dict) -> tupl
     """(trained, untrained control) layer-1 weights of the model at ``path``; (None, None) when it is missing."""
     if not Path(path).is_file():
         return None, None
-    from zfnet.claims.control import untrained_like
+    from zfnet.untrained import untrained_like
     from zfnet.models.weights import load_model
 
     model = load_model(path)
@@ -130,7 +130,7 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
 
     def main_model():
         if trained["model"] is None and Path(c["model"]).is_file():
-            from zfnet.claims.control import untrained_like
+            from zfnet.untrained import untrained_like
             from zfnet.models.weights import load_model
 
             model = load_model(c["model"])
@@ -153,8 +153,8 @@ def evaluate(c: Mapping, crop: int | None = None, seed: int = 0, fingerprints: d
                 # trained-minus-untrained edge (the CSV holds only their mean)
                 sweep_t, sweep_c = ms.control_sweep(pair[0], curves, *got), ms.control_sweep(pair[1], curves, *got)
                 ctl = mean_curves(sweep_c)
-                se = ms.linear_edge_se(sweep_t, sweep_c, int(c["bootstrap"]), seed)
-        return vd.invariance(curves, c["invariance"], num_classes, control=ctl, linear_se=se)
+                se = ms.invariance_se(sweep_t, sweep_c, int(c["bootstrap"]), seed)
+        return vd.invariance(curves, c["invariance"], num_classes, control=ctl, se=se)
 
     claims += _guard(inv, lambda r: [
         vd._na(dict(id=i, claim=i, statistic="", paper="", figure="invariance"), r)

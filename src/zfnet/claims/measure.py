@@ -18,7 +18,7 @@ from zfnet.claims import statistics as st
 from zfnet.claims import verdicts as vd
 from zfnet.data.mean_image import read_mean_image
 
-__all__ = ["control_curves", "control_sweep", "correspondence_control", "linear_edge_se", "occlusion_control",
+__all__ = ["control_curves", "control_sweep", "correspondence_control", "INVARIANCE_SE", "invariance_se", "occlusion_control",
            "top9_similarity", "untrained_errors", "val_by_name", "val_images"]
 
 
@@ -142,20 +142,38 @@ def _per_image(frame: pd.DataFrame, ids: list) -> dict[str, tuple[np.ndarray, di
     return out
 
 
-def linear_edge_se(trained: pd.DataFrame, control: pd.DataFrame, draws: int, seed: int = 0) -> float:
-    """Bootstrap standard error over images of the line's edge (``verdicts.invariance_stats``'s
-    ``linear_edge``), trained minus untrained: both sweeps (``control_sweep``'s tables on the same images)
-    resampled with the same image indices, their mean curves (``mean_curves``' columns) recomputed."""
+# the Fig. 5 statistics whose trained-minus-untrained difference has a bootstrap standard error over images
+INVARIANCE_SE = ("diff", "linear_edge", "drop")
+
+
+def _invariance_values(cube, idx) -> dict[str, float]:
+    """The Fig. 5 statistics (``INVARIANCE_SE``) of the mean curves of the images ``idx`` of a per-image cube."""
+    curves = {k: pd.DataFrame({"amount": a, **{c: v[idx].mean(0) for c, v in cols.items()}})
+              for k, (a, cols) in cube.items()}
+    s = vd.invariance_stats(curves) or {}
+    rot = vd.rotation(curves)
+    return {"diff": s.get("diff", float("nan")), "linear_edge": s.get("linear_edge", float("nan")),
+            "drop": float("nan") if isinstance(rot, str) else rot[2]}
+
+
+def invariance_se(trained: pd.DataFrame, control: pd.DataFrame, draws: int, seed: int = 0) -> dict[str, float]:
+    """Bootstrap standard errors over images of the Fig. 5 statistics, trained minus untrained: ``diff``
+    (layer 1's minus layer 7's normalized area), ``linear_edge`` (the line's edge in R² over the better curve)
+    and ``drop`` (the rotation's relative drop of p(true)). Both sweeps (``control_sweep``'s tables on the
+    same images) are resampled with the same image indices (paired) and their mean curves (``mean_curves``'
+    columns) recomputed; one set of resamples serves the three statistics."""
     ids = list(dict.fromkeys(trained["image"]))
     cubes = _per_image(trained, ids), _per_image(control, ids)
+    seen: dict[bytes, dict[str, float]] = {}
 
-    def edge(cube, idx) -> float:
-        curves = {k: pd.DataFrame({"amount": a, **{c: v[idx].mean(0) for c, v in cols.items()}})
-                  for k, (a, cols) in cube.items()}
-        s = vd.invariance_stats(curves)
-        return float("nan") if s is None else s["linear_edge"]
+    def delta(idx) -> dict[str, float]:
+        key = np.asarray(idx).tobytes()
+        if key not in seen:  # the same seed draws the same resamples for each statistic: computed once
+            t, c = _invariance_values(cubes[0], idx), _invariance_values(cubes[1], idx)  # (``draws`` kept)
+            seen[key] = {k: t[k] - c[k] for k in INVARIANCE_SE}
+        return seen[key]
 
-    return st.bootstrap_se(lambda idx: edge(cubes[0], idx) - edge(cubes[1], idx), len(ids), draws, seed)
+    return {k: st.bootstrap_se(lambda idx, k=k: delta(idx)[k], len(ids), draws, seed) for k in INVARIANCE_SE}
 
 
 def top9_similarity(model: torch.nn.Module, images: torch.Tensor, layers, *, maps_per_layer: int = 6, k: int = 9,
@@ -220,7 +238,7 @@ def untrained_errors(models: Mapping[str, str | Path], prepared: str | Path, cro
     """Per Table 3 row (``{variant: model.pt}``), the validation top-1 error (%) of its untrained control
     (its architecture with the weights the train stage starts from, ``seed``), the centre crop as the
     table's; ``batch`` images at a time (memory bounded by it). Rows whose model is missing are left out."""
-    from zfnet.claims.control import untrained_like
+    from zfnet.untrained import untrained_like
     from zfnet.models.weights import load_model
 
     out = {}

@@ -21,7 +21,7 @@ class ClaimsEvolution(Group):
 class ClaimsInvariance(Group):
     images: PosInt
     margin: NonNegFloat
-    over_control: NonNegFloat
+    control_z: NonNegFloat
     linear_r2: Fraction
     linear_z: NonNegFloat
     rotation_drop: Fraction
@@ -60,6 +60,7 @@ class ClaimsTable3(Group):
 class ClaimsTransfer(Group):
     depth_rho: Annotated[float, Field(ge=-1, le=1)]
     z: NonNegFloat
+    depth_z: NonNegFloat
 
 
 class ClaimsGrouping(Group):

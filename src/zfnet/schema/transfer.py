@@ -68,6 +68,7 @@ class Table7(Group):
     caltech101: PosInt
     caltech256: PosInt
     classifiers: List[Literal["svm", "softmax"]]
+    untrained: bool
 
 
 class NonPretrained(Group):

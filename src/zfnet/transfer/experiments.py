@@ -2,7 +2,8 @@
 
 ``run(cfg)`` evaluates, for Caltech-101 and Caltech-256, every configured number of training images per
 class over seeded folds (softmax on layer 7 of the ImageNet model; the non-pretrained network trained from
-scratch), then one layer at a time with a linear SVM and a softmax (Table 7), and VOC 2012 (a softmax on
+scratch), then one layer at a time with a linear SVM and a softmax (Table 7; with ``transfer.table7.untrained``
+also on the untrained network's features, its "(untrained)" columns), and VOC 2012 (a softmax on
 layer 7, per-class AP on val). Results are returned as plain records; ``tables`` formats them beside the
 paper's numbers.
 """
@@ -32,12 +33,14 @@ NOTES = ("Fig. 9 / Tables 4–5: transfer to Caltech",
 LAYER_NUMBER = {"conv1": 1, "conv2": 2, "conv3": 3, "conv4": 4, "conv5": 5, "fc6": 6, "fc7": 7}
 
 
-def _features(cfg, name: str, paths):
-    """Layer features of ``paths``, decoded ``transfer.features.chunk`` images at a time (cached)."""
+def _features(cfg, name: str, paths, untrained: bool = False):
+    """Layer features of ``paths``, decoded ``transfer.features.chunk`` images at a time (cached); with
+    ``untrained``, those of the checkpoint's untrained control (the train runs' top-level ``seed``)."""
     t = cfg.transfer
-    return cached_features(t.checkpoint, Path(cfg.prepare.out_dir) / "mean.npy", paths, t.cache_dir, name,
-                           cfg.data.resize, cfg.data.crop, list(t.features.layers), int(t.features.grid),
-                           int(t.features.batch_size), int(t.workers), chunk=int(t.features.chunk))
+    return cached_features(t.checkpoint, Path(cfg.prepare.out_dir) / "mean.npy", paths, t.cache_dir,
+                           f"{name}_untrained" if untrained else name, cfg.data.resize, cfg.data.crop,
+                           list(t.features.layers), int(t.features.grid), int(t.features.batch_size), int(t.workers),
+                           chunk=int(t.features.chunk), untrained_seed=int(cfg.seed) if untrained else None)
 
 
 def _settings(cfg, kind: str) -> dict:
@@ -45,11 +48,18 @@ def _settings(cfg, kind: str) -> dict:
 
 
 def caltech(cfg, name: str) -> list[dict]:
-    """Records {dataset, method, layer, classifier, n_train, fold, accuracy} for one Caltech dataset."""
+    """Records {dataset, method, layer, classifier, n_train, fold, accuracy} for one Caltech dataset; method
+    ``pretrained`` (the checkpoint's features), ``untrained`` (Table 7 on its untrained control's features,
+    with ``transfer.table7.untrained``: the same images, folds and classifiers) or ``nonpretrained``."""
     t, d = cfg.transfer, cfg.transfer[name]
     data = datasets.load(name, d)
     feats, keep, _bad = _features(cfg, name, data.paths)
     labels = data.labels[keep]
+    control = None
+    if name in t.table7 and bool(t.table7.get("untrained", False)):
+        control, c_keep, _ = _features(cfg, name, data.paths, untrained=True)
+        if c_keep != keep:  # the same files decoded twice: only a changed file between the two reads differs
+            raise RuntimeError(f"transfer.{name}: the untrained features read other images than the trained ones")
     records = []
     top = t.classifier.layer
     sizes = sorted({*map(int, d.train_per_class)} | ({int(t.table7[name])} if name in t.table7 else set()))
@@ -65,6 +75,14 @@ def caltech(cfg, name: str) -> list[dict]:
                 pred = classifiers.fit_predict(kind, x[tr], labels[tr], x[te], **_settings(cfg, kind))
                 records.append({"dataset": name, "method": "pretrained", "classifier": kind, "layer": layer,
                                 "n_train": n_train, "fold": fold, "accuracy": mean_per_class_accuracy(labels[te], pred)})
+            if table7 and control is not None:
+                for kind in t.table7.classifiers:
+                    for layer in t.features.layers:
+                        x = control[layer]
+                        pred = classifiers.fit_predict(kind, x[tr], labels[tr], x[te], **_settings(cfg, kind))
+                        records.append({"dataset": name, "method": "untrained", "classifier": kind, "layer": layer,
+                                        "n_train": n_train, "fold": fold,
+                                        "accuracy": mean_per_class_accuracy(labels[te], pred)})
         if t.nonpretrained.enabled and n_train in d.train_per_class:
             npt = t.nonpretrained
             files = [data.paths[i] for i in keep]  # the readable images (the features' rows): read batch by batch
@@ -140,16 +158,22 @@ def layers_table(summary: pd.DataFrame, cfg) -> pd.DataFrame:
     t = cfg.transfer
     n101, n256 = int(t.table7.caltech101), int(t.table7.caltech256)
     p101, p256 = paper.TABLE7_SIZES["caltech101"], paper.TABLE7_SIZES["caltech256"]
+    untrained = "method" in summary and (summary["method"] == "untrained").any()
     rows = []
     for kind in t.table7.classifiers:
         for layer in t.features.layers:
             number = LAYER_NUMBER.get(layer, layer)
-            ours = {name: _cell(summary, dataset=name, method="pretrained", classifier=kind, layer=layer, n_train=n)
-                    for name, n in (("caltech101", n101), ("caltech256", n256))}
             theirs = paper.TABLE7.get((kind, number), ("–", "–"))
-            rows.append({"classifier (layer)": f"{'SVM' if kind == 'svm' else 'Softmax'} ({number})",
-                         f"Caltech-101 {n101}/class (ours)": ours["caltech101"], f"Caltech-101 {p101}/class (paper)": theirs[0],
-                         f"Caltech-256 {n256}/class (ours)": ours["caltech256"], f"Caltech-256 {p256}/class (paper)": theirs[1]})
+            row = {"classifier (layer)": f"{'SVM' if kind == 'svm' else 'Softmax'} ({number})"}
+            for (name, n, p, label), paper_cell in zip((("caltech101", n101, p101, "Caltech-101"),
+                                                        ("caltech256", n256, p256, "Caltech-256")), theirs):
+                row[f"{label} {n}/class (ours)"] = _cell(summary, dataset=name, method="pretrained", classifier=kind,
+                                                         layer=layer, n_train=n)
+                if untrained:  # the same protocol on the untrained network's features (the claims' control)
+                    row[f"{label} {n}/class (untrained)"] = _cell(summary, dataset=name, method="untrained",
+                                                                  classifier=kind, layer=layer, n_train=n)
+                row[f"{label} {p}/class (paper)"] = paper_cell
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

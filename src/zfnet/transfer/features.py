@@ -138,19 +138,24 @@ def checkpoint_digest(path: str | Path) -> str:
 def cached_features(checkpoint: str | Path, mean_path: str | Path, paths: Sequence[str | Path], cache_dir: str | Path,
                     dataset: str, resize: int, crop: int, layers: Sequence[str] = LAYERS, grid: int = 6,
                     batch_size: int = 64, workers: int = 1, progress: bool = True,
-                    images: Callable[[], tuple[torch.Tensor, list[int], list]] | None = None, chunk: int = 1024
-                    ) -> tuple[dict[str, np.ndarray], list[int], list]:
+                    images: Callable[[], tuple[torch.Tensor, list[int], list]] | None = None, chunk: int = 1024,
+                    untrained_seed: int | None = None) -> tuple[dict[str, np.ndarray], list[int], list]:
     """(layer -> float32 (M, D) features, indices into ``paths`` of the M readable images, unreadable list).
 
     Computed once per (checkpoint, images, settings); later calls read the cache. The images are decoded
     ``chunk`` at a time (memory: one chunk, not the dataset); ``images``: instead, a callable returning
-    ``load_images(paths, resize)``'s result, for a caller that holds every image anyway.
+    ``load_images(paths, resize)``'s result, for a caller that holds every image anyway. ``untrained_seed``:
+    the features of the checkpoint's untrained control instead (its architecture with the weights the train
+    stage started from with that seed, ``zfnet.untrained``); give it its own ``dataset`` name (an entry
+    replaces the other entries of its dataset).
     """
     from zfnet.models.weights import load_model
 
     settings = {"checkpoint": checkpoint_digest(checkpoint), "mean": checkpoint_digest(mean_path),
                 "files": hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest(),
                 "resize": int(resize), "crop": int(crop), "layers": list(layers), "grid": int(grid)}
+    if untrained_seed is not None:
+        settings["untrained_seed"] = int(untrained_seed)
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     entry = Path(cache_dir) / dataset / key
     index_file = entry / "index.json"
@@ -167,6 +172,10 @@ def cached_features(checkpoint: str | Path, mean_path: str | Path, paths: Sequen
     top, left = crop_offsets(resize, crop)[4]
     mean = mean_full[:, top : top + crop, left : left + crop]
     model = load_model(checkpoint)
+    if untrained_seed is not None:
+        from zfnet.untrained import untrained_like
+
+        model = untrained_like(model, int(untrained_seed))[0]
     if images is None:
         keep, bad = [], []
         pixels = image_chunks(paths, resize, chunk, workers, keep, bad)

@@ -73,7 +73,7 @@ def invariance_stats(curves: Mapping[str, pd.DataFrame | None]) -> dict | None:
     return out
 
 
-def _rotation(curves: Mapping[str, pd.DataFrame | None]) -> tuple[float, float, float] | str:
+def rotation(curves: Mapping[str, pd.DataFrame | None]) -> tuple[float, float, float] | str:
     """(p(true) at 0°, its minimum over the angles, the relative drop), or why there is none."""
     rot = curves.get("rotate")
     if rot is None or rot.empty or "p_true" not in rot:
@@ -85,17 +85,32 @@ def _rotation(curves: Mapping[str, pd.DataFrame | None]) -> tuple[float, float, 
     return p0, float(rot["p_true"].min()), st.relative_drop(rot["p_true"].to_numpy(float), p0)
 
 
+def _beat(value: float, passes: bool, control: float | None, z: float, se: float | None, fail: str) -> tuple[str, str]:
+    """``_decide`` with the margin ``z`` standard errors ``se`` of the trained-minus-untrained difference;
+    ``not measurable`` when the value passes against a control but the noise was not measured."""
+    se = float("nan") if se is None else float(se)
+    if passes and control is not None and not math.isnan(control) and math.isnan(se):
+        return NA, "passes, but no standard error over images: the margin over the control is unmeasured"
+    v, why = _decide(value, passes, control, z * se if not math.isnan(se) else 0.0, fail)
+    return v, why + (f" ({z:g} se)" if why.startswith("passes, but beats") else "")
+
+
 def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classes: int | None = None,
-               control: Mapping[str, pd.DataFrame | None] | None = None, linear_se: float | None = None) -> list[Claim]:
+               control: Mapping[str, pd.DataFrame | None] | None = None, se: Mapping[str, float] | None = None
+               ) -> list[Claim]:
     """Three claims from the mean invariance curves (``metrics/invariance/<transform>.csv``); ``control``:
-    the same curves of the untrained network (same images, amounts and layers); ``linear_se``: the bootstrap
-    standard error over images of the line's edge, trained minus untrained (``collect.linear_edge_se``)."""
+    the same curves of the untrained network (same images, amounts and layers); ``se``: the bootstrap
+    standard errors over images of the trained-minus-untrained ``diff``, ``linear_edge`` and ``drop``
+    (``measure.invariance_se``). Each must beat its control by ``control_z`` (``linear_z`` for the line's
+    edge) such errors."""
     margin, r2min, drop_min = float(p["margin"]), float(p["linear_r2"]), float(p["rotation_drop"])
-    over = float(p["over_control"])
+    cz = float(p["control_z"])
+    se = dict(se or {})
     b1 = dict(id="invariance_lower_vs_upper",
               claim="Small translations and scalings change layer 1 dramatically, layer 7 much less (Fig. 5)",
               statistic=f"area under distance/max vs amount/max (0.5: linear, 1: a jump), lowest minus highest "
-                        f"layer, translate and scale; passes above {margin:g}",
+                        f"layer, translate and scale; passes above {margin:g} and beats the untrained difference by "
+                        f"{cz:g} bootstrap standard errors (over images) of the difference",
               paper="layer 1 jumps at once; layer 7 grows gradually", figure="invariance")
     b2 = dict(id="invariance_upper_linear", claim="Layer 7 is quasi-linear in translation and scale (Fig. 5)",
               statistic=f"R² of the highest layer's distance vs |amount| under a line, √x and x² (a·f+b); passes "
@@ -103,7 +118,8 @@ def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classe
                         f"{float(p['linear_z']):g} bootstrap standard errors (over images) more than the untrained edge",
               paper="quasi-linear", figure="invariance")
     b3 = dict(id="rotation_not_invariant", claim="The output is not rotation invariant (Fig. 5)",
-              statistic=f"relative drop of p(true class) from 0° to its minimum over the angles; passes at >= {drop_min:g}",
+              statistic=f"relative drop of p(true class) from 0° to its minimum over the angles; passes at >= {drop_min:g} "
+                        f"and beats the untrained drop by {cz:g} bootstrap standard errors (over images) of the difference",
               paper="p(true) falls except near symmetric angles", figure="invariance")
     ours, ctl = invariance_stats(curves), invariance_stats(control or {})
     out = []
@@ -119,7 +135,9 @@ def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classe
         if math.isnan(ours["diff"]):
             out.append(Claim(**b1, ours=text, control=c_text, verdict=NA, reason="a sweep has fewer than 2 amounts"))
         else:
-            v, why = _decide(ours["diff"], ours["diff"] > margin, c_diff, over, f"difference {_f(ours['diff'])} <= {margin:g}")
+            text += f"; se of the difference over the control {_f(se.get('diff'), 3)} over images"
+            v, why = _beat(ours["diff"], ours["diff"] > margin, c_diff, cz, se.get("diff"),
+                           f"difference {_f(ours['diff'])} <= {margin:g}")
             out.append(Claim(**b1, ours=text, value=ours["diff"], control=c_text, control_value=c_diff, verdict=v, reason=why))
         text2 = "; ".join(f"{k}: line {_f(r['linear'])}, √x {_f(r['sqrt'])}, x² {_f(r['square'])}" for k, r in ours["shape"].items())
         c_edge = None if ctl is None else ctl["linear_edge"]
@@ -131,16 +149,10 @@ def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classe
         else:
             passes = ours["r2"] >= r2min and edge > 0
             fail = f"R² {_f(ours['r2'])} < {r2min:g}" if ours["r2"] < r2min else f"a curve fits as well (edge {_f(edge, 3)})"
-            z = float(p["linear_z"])
-            se = float("nan") if linear_se is None else float(linear_se)
-            text2 += f"; se of the edge's difference {_f(se, 3)} over images"
-            if passes and c_edge is not None and math.isnan(se):
-                v, why = NA, "passes, but no standard error over images: the margin over the control is unmeasured"
-            else:
-                v, why = _decide(edge, passes, c_edge, z * se if not math.isnan(se) else 0.0, fail)
-                why += f" ({z:g} se)" if why.startswith("passes, but beats") else ""
+            text2 += f"; se of the edge's difference {_f(se.get('linear_edge'), 3)} over images"
+            v, why = _beat(edge, passes, c_edge, float(p["linear_z"]), se.get("linear_edge"), fail)
             out.append(Claim(**b2, ours=text2, value=edge, control=c_text2, control_value=c_edge, verdict=v, reason=why))
-    rot, c_rot = _rotation(curves), _rotation(control or {})
+    rot, c_rot = rotation(curves), rotation(control or {})
     if isinstance(rot, str):
         out.append(_na(b3, rot))
         return out
@@ -155,7 +167,8 @@ def invariance(curves: Mapping[str, pd.DataFrame | None], p: Mapping, num_classe
                          reason=f"p(true) at 0° is {_f(p0, 3)} < {float(p['min_over_uniform']):g}/{num_classes} classes: "
                                 f"the model is not confident enough for its output to lose anything"))
         return out
-    v, why = _decide(drop, drop >= drop_min, c_drop, over, f"drop {_f(drop)} < {drop_min:g}")
+    text3 += f"; se of the difference over the control {_f(se.get('drop'), 3)} over images"
+    v, why = _beat(drop, drop >= drop_min, c_drop, cz, se.get("drop"), f"drop {_f(drop)} < {drop_min:g}")
     out.append(Claim(**b3, ours=text3, value=drop, control=c_text3, control_value=c_drop, verdict=v, reason=why))
     return out
 

@@ -5,7 +5,8 @@ then builds the model (``Classifier`` -> ``zfnet.models.build``) before anything
 number; it saves no epoch-0 checkpoint. ``initial_model`` redoes exactly that from the architecture a
 ``model.pt`` records (``arch``) and the run's ``seed``, and checks that two builds agree (``fingerprint``),
 so the control is the trained network's own starting point, not another random draw
-(tests/test_claims.py compares it with the weights the train stage's own code path builds).
+(tests/test_claims.py compares it with the weights the train stage's own code path builds). The claims
+stage and the transfer stage (Table 7's untrained column) both rebuild their controls here.
 """
 
 from __future__ import annotations
