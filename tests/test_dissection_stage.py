@@ -4,7 +4,6 @@ the report links top units to their Fig. 2 rows."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 

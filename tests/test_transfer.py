@@ -17,7 +17,7 @@ from sklearn.metrics import average_precision_score, balanced_accuracy_score, pr
 from zfnet.data import imagenet
 from zfnet.transfer import classifiers, datasets, nonpretrained
 from zfnet.transfer.features import cached_features, extract, load_images
-from zfnet.transfer.overlap import correlate, find_overlaps, normalize, run as run_overlap, thumbnails
+from zfnet.transfer.overlap import correlate, normalize, run as run_overlap, thumbnails
 from zfnet.transfer.protocols import folds, mean_per_class_accuracy, voc_ap
 
 pytestmark = pytest.mark.usefixtures("one_thread")
