@@ -45,6 +45,8 @@ def run(ctx) -> dict[str, list[str]]:
     from omegaconf import OmegaConf
 
     synthesis = OmegaConf.to_container(ctx.v.synthesis, resolve=True)
+    if not {**DEFAULTS, **synthesis}["enabled"]:
+        return {}  # the folder stays empty: no figures, no notes
     title, text, order = NOTES["synthesis"]
     write_notes(ctx.out / "synthesis", title, text, order=order)
     maps, rows = fig2_rows.read(ctx.out)
