@@ -260,3 +260,7 @@ def test_untrained_errors_match_the_training_data_modules_centre_crop(tmp_path):
     assert [error(load_model(paths[n])) for n in ("a", "b")] == pytest.approx([75.0, 100 * 11 / 12])
     # the trained weights score otherwise: the test tells the control from the trained network
     assert any(error(load_model(paths[n])) != got[n] for n in ("a", "b"))
+    # the claims' first-n reader gives the images and labels the train stage validates on, in order
+    xs, ys = zip(*[(dm.normalize(x)[..., top:top + 64, left:left + 64], y) for x, y in dm.val_dataloader()])
+    images, labels = ms.val_images(prepared, 64, 7, labels=True)
+    assert torch.equal(labels, torch.cat(ys)[:7]) and torch.allclose(images, torch.cat(xs)[:7], atol=1e-4)

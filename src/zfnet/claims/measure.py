@@ -24,29 +24,13 @@ __all__ = ["control_curves", "control_sweep", "correspondence_control", "INVARIA
 
 def val_images(prepared: str | Path, crop: int, n: int, labels: bool = False):
     """The first ``n`` validation images as the network sees them (centre crop, minus the mean image); with
-    ``labels``, (images, labels)."""
-    from zfnet.data import shards
-    from zfnet.data.crops import crop_offsets
-
-    prepared = Path(prepared)
-    if not (prepared / "mean.npy").is_file():
+    ``labels``, (images, labels). None without a mean image or validation images."""
+    if not (Path(prepared) / "mean.npy").is_file():
         return None
-    mean = read_mean_image(prepared / "mean.npy", "claims.prepared_dir")
-    images, found = [], []
-    for shard in shards.shards(prepared, "val"):
-        for _key, image, label in shards.iter_shard(shard):
-            images.append(torch.from_numpy(np.array(image)).permute(2, 0, 1).float())
-            found.append(int(label))
-            if len(images) == n:
-                break
-        if len(images) == n:
-            break
-    if not images:
+    first = next(_val_batches(prepared, crop, n), None)  # the first batch of n is the first n images
+    if first is None:
         return None
-    x = torch.stack(images) - mean
-    top, left = crop_offsets(x.shape[-1], crop)[4]
-    x = x[..., top:top + crop, left:left + crop]
-    return (x, torch.tensor(found)) if labels else x
+    return first if labels else first[0]
 
 
 def val_by_name(prepared: str | Path, crop: int, names: set[str]) -> dict[str, torch.Tensor]:
