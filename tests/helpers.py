@@ -213,3 +213,68 @@ def demo_conf(**over) -> dict:
 
     conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "demo_data" / "demo.yaml"))
     return conf | over
+
+
+ATLAS_MARKUP_CLASS = 'cls <b>&amp;</b> "q"'  # a class name that must be shown as text, never as markup
+
+
+def fake_atlas(root: Path) -> Path:
+    """A small atlas folder as the atlas stage writes it (its contract), made by hand: conv1 (6 units) and
+    conv2 (5), real PNGs (each a colour of its own), some fields null (selectivity, IoU, ablation, synthesis,
+    evolution, guided; conv2 unit 0 without deconv: its thumbnail falls back to its patches), three units with a
+    concept, ties in ``mean``, a class name with markup, report links to ``root/figures/x.png``, and the report
+    page ``root/index.html``. Returns ``root/atlas``."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    atlas = root / "atlas"
+    colour = iter(range(1, 10_000))
+
+    def png(rel: str, size: tuple[int, int]) -> str:
+        path = atlas / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        c = next(colour)
+        Image.fromarray(np.full((size[1], size[0], 3), (c * 37 % 256, c * 91 % 256, c * 13 % 256), np.uint8)).save(path)
+        return rel
+
+    (root / "figures").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(root / "figures/x.png")
+    (root / "index.html").write_text("<!doctype html><title>report</title><p>the report</p>")
+    classes = ["n01440764", "n02102040", ATLAS_MARKUP_CLASS]
+    # per layer, per unit: mean, max, fire_rate, selectivity, iou, ablation, concept, top class (index)
+    values = {"conv1": [(0.5, 3.0, 0.40, 0.30, None, 0.010, None, 2), (0.2, 5.0, 0.10, None, 0.12, None, "red", 0),
+                        (0.5, 1.0, 0.70, 0.90, None, 0.030, None, 1), (0.9, 2.5, 0.20, 0.10, 0.05, -0.002, "stripes", 0),
+                        (0.1, 4.0, 0.55, None, None, None, None, 2), (0.7, 0.5, 0.05, 0.60, 0.30, 0.020, "red", 1)],
+              "conv2": [(1.5, 9.0, 0.3, 0.2, None, None, None, 0), (0.3, 7.0, 0.6, 0.5, 0.2, 0.05, "grass", 1),
+                        (2.5, 8.0, 0.1, None, None, 0.01, None, 1), (0.8, 6.0, 0.9, 0.7, None, None, None, 0),
+                        (1.1, 9.5, 0.4, 0.1, None, 0.0, None, 2)]}
+    layers = []
+    for layer, rows in values.items():
+        units = []
+        for n, (mean, mx, fire, sel, iou, abl, concept, top) in enumerate(rows):
+            images = {kind: png(f"img/{layer}/{n:04d}_{kind}.png", (26, 26)) for kind in ("patches", "deconv", "guided")}
+            images["synthesis"] = png(f"img/{layer}/{n:04d}_synthesis.png", (16, 16)) if n % 2 == 0 else None
+            images["evolution"] = png(f"img/{layer}/{n:04d}_evolution.png", (40, 12)) if n % 3 != 1 else None
+            if (layer, n) == ("conv1", 4):
+                images["guided"] = None
+            if (layer, n) == ("conv2", 0):
+                images["deconv"] = None
+            others = [c for c in classes if c != classes[top]]
+            units.append({
+                "unit": n, "mean": mean, "max": mx, "fire_rate": fire, "selectivity": sel, "top_class": classes[top],
+                "top_classes": [[classes[top], 2], [others[0], 1]], "concept": concept, "iou": iou, "ablation": abl,
+                "images": images,
+                "top": [{"image_index": 10 * n + r, "class": (classes[top], classes[top], others[0])[r],
+                         "value": mx - r * 0.25, "y": r, "x": 2 * r} for r in range(3)],
+                "report_links": [{"label": f"Fig. 2, {layer}", "href": "../figures/x.png"}] if n < 2 else []})
+        (atlas / "data").mkdir(parents=True, exist_ok=True)
+        (atlas / f"data/{layer}.json").write_text(json.dumps({"layer": layer, "units": units}))
+        layers.append({"name": layer, "units": len(units), "file": f"data/{layer}.json"})
+    (atlas / "data/atlas.json").write_text(json.dumps({
+        "model": {"arch": "zfnet", "source": "models/zfnet/model.pt"}, "images": 200, "k": 3, "layers": layers,
+        "coverage": {"projections": "every unit", "synthesis": "units 0, 2, 4 of each layer",
+                     "ablation": "most units", "dissection": "<no probe set>"},
+        "report": "../index.html"}))
+    return atlas

@@ -110,14 +110,16 @@ def _anchors(notes: Mapping[str, dict]) -> dict[str, dict]:
             for g, n in notes.items() if n.get("folder") for name, a in (n.get("anchors") or {}).items()}
 
 
-def _nav(claims: bool, figures: bool, stems) -> list[dict]:
-    """The index's links: claims, figures, each table by its first word (once: ``dissection`` and
-    ``dissection_top_units`` share one entry, the first), provenance."""
-    items = [("claims", "claims")] * claims + [("figures", "figures")] * figures
+def _nav(claims: bool, figures: bool, stems, atlas: str | None = None) -> list[dict]:
+    """The index's links: claims, figures, the unit atlas (``atlas``: its index's href, when there is one), each
+    table by its first word (once: ``dissection`` and ``dissection_top_units`` share one entry, the first),
+    provenance."""
+    items = [("#claims", "claims")] * claims + [("#figures", "figures")] * figures
+    items += [(atlas, "unit atlas")] * (atlas is not None)
     for stem in stems:
         if stem.split("_")[0] not in {text for _, text in items}:
-            items.append((stem, stem.split("_")[0]))
-    return [{"anchor": a, "text": t} for a, t in [*items, ("provenance", "provenance")]]
+            items.append((f"#{stem}", stem.split("_")[0]))
+    return [{"href": h, "text": t} for h, t in [*items, ("#provenance", "provenance")]]
 
 
 def write_report(cfg) -> Path:
@@ -168,8 +170,9 @@ def write_report(cfg) -> Path:
                        "note": collect.table_note(path), "html": frame_html(frame, stem), "caption": caption,
                        "links": _file_links(path, root) if path is not None else []})
     rejected = collect.rejected_images(cfg)
+    atlas = href(root / "atlas/index.html", root) if (root / "atlas/index.html").is_file() else None  # the atlas stage's pages
     page = env.get_template("index.html.j2").render(
-        **common, title=title, nav=_nav(claims is not None, bool(groups), found_tables), claims=claims,
+        **common, title=title, nav=_nav(claims is not None, bool(groups), found_tables, atlas), claims=claims,
         key_figures=key_figures, tables=tables, provenance=[(k, str(v)) for k, v in collect.provenance(cfg).items()],
         rejected={"count": len(rejected), "html": frame_html(pd.DataFrame(rejected))} if rejected else None,
         params=OmegaConf.to_yaml(cfg, resolve=True))
