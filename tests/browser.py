@@ -2,8 +2,9 @@
 
 Driven by Selenium through Debian's ``chromium-driver`` (the same chromium build; ``make chromium``
 installs both). ``check_report`` starts at the index, follows every link to a local page, and on each page
-checks that every ``<img>`` decoded (``naturalWidth > 0``) from a non-empty file and that every link points
-at a file that exists (or an anchor on the page); it saves a full-page screenshot of the index.
+checks that every ``<img>`` (lazy ones loaded first: ``load_images``) decoded (``naturalWidth > 0``) from a
+non-empty file and that every link points at a file that exists (or an anchor on the page); it saves a
+full-page screenshot of the index.
 
 As a command: ``python tests/browser.py reports/index.html reports/screenshot.png``.
 """
@@ -14,6 +15,7 @@ import base64
 import json
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ _IMAGES = """return Array.from(document.images).map(i => ({src: i.getAttribute('
     complete: i.complete, width: i.naturalWidth, height: i.naturalHeight}))"""
 _LINKS = "return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))"
 _IDS = "return Array.from(document.querySelectorAll('[id]')).map(e => e.id)"
+_EAGER = "document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })"
+_PENDING = "return Array.from(document.images).filter(i => !i.complete).length"
 
 
 @dataclass
@@ -79,6 +83,15 @@ def screenshot(driver, out: str | Path) -> Path:
     return out
 
 
+def load_images(driver, timeout: float = 60.0) -> None:
+    """Every image of the page loads now, lazy ones too (as if the reader scrolled to each); returns when each
+    has completed (decoded or broken) or after ``timeout`` seconds (the images' checks then name the rest)."""
+    driver.execute_script(_EAGER)
+    deadline = time.monotonic() + timeout
+    while driver.execute_script(_PENDING) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _local_target(href: str, page: Path) -> tuple[Path | None, str]:
     """(file the link points at or None for an external / same-page link, fragment)."""
     parts = urlsplit(href)
@@ -106,6 +119,7 @@ def check_report(index: str | Path, screenshot_path: str | Path | None = None) -
             if state != "complete" or not driver.title:
                 result.problems.append(f"{page}: did not load (readyState {state!r}, title {driver.title!r})")
             result.pages.append(page)
+            load_images(driver)
             images = result.images[page] = driver.execute_script(_IMAGES)
             for img in images:
                 target, _ = _local_target(img["src"] or "", page)

@@ -151,6 +151,9 @@ def _read_layer(atlas_dir: Path, entry: dict, where: str) -> list[dict]:
         _require(u, ("unit",), f"{path}: units[{j}]")
         if isinstance(u["unit"], bool) or not isinstance(u["unit"], int) or u["unit"] < 0:
             raise ValueError(f"{path}: units[{j}]['unit'] must be a channel number (an integer >= 0), got {u['unit']!r}")
+    numbers = [u["unit"] for u in units]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"{path}: a unit is listed twice (units {sorted(n for n in set(numbers) if numbers.count(n) > 1)})")
     return units
 
 
@@ -172,6 +175,8 @@ def write_explorer(atlas_dir: str | Path) -> list[Path]:
     atlas = _load(meta_path, "index (data/atlas.json)")
     _require(atlas, ("layers",), str(meta_path))
     atlas.setdefault("report", "../index.html")
+    if not isinstance(atlas["layers"], list):
+        raise ValueError(f"{meta_path}: 'layers' must be a list of {{'name', 'units', 'file'}}")
     env = environment()
     layers = []
     for n, entry in enumerate(atlas["layers"]):
