@@ -239,6 +239,33 @@ def test_a_planted_unit_alone_drops_accuracy_to_chance(ours):
     assert got.drop[layer] == {0: 0.0, 1: 0.0, 2: 0.5, 3: 0.0}  # chance: every image called class 0
 
 
+class HeadStream:
+    """A visualize-like stream: batches of (images, labels, paths), and ``head(n)``, which the ablation reads."""
+
+    def __init__(self, x, labels):
+        self.x, self.labels, self.heads = x, labels, []
+
+    def __iter__(self):
+        raise AssertionError("the first images come from head(n), not from a pass over the stream")
+
+    def head(self, n):
+        self.heads.append(n)
+        return self.x[:n], self.labels[:n]
+
+
+def test_ablation_reads_only_the_head_of_a_visualize_stream():
+    model = PaperCNN("planted", planted_blocks(), {"input_size": 8})
+    labels = torch.tensor([0, 1] * 10)
+    x = torch.randn(20, 3, 8, 8, generator=torch.Generator().manual_seed(3)).abs()
+    x[labels == 0, 0] *= -1
+    x[:4, 0] *= -1  # the first 4 images cross to the other class: wrongly called
+    stream = HeadStream(x, labels)
+    got = unit_ablation(model, stream, {"conv1": [2]}, images=8, progress=False)
+    assert stream.heads == [8] and got.images == 8
+    assert got.baseline == 0.5  # images 0..3 flipped
+    assert got.drop == {"conv1": {2: 0.0}}  # ablated: every image class 0, right for 0, 2, 4, 6: still 0.5
+
+
 def test_ablation_errors_name_the_layer_and_channels(model):
     x = random_images(2, 64)
     with pytest.raises(ValueError, match=r"units\['conv1'\]: channels \[99\]"):

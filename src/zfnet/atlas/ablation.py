@@ -11,11 +11,13 @@ Two paths, the same numbers:
   output for the images is computed once and kept (``images`` x the layer's size: the demo's conv1,
   200 x 48 x 27 x 27 floats, is 28 MB; ZFNet's conv1 at 224, 96 x 55 x 55 floats, is 1.2 MB an image);
   then only the layers above run, on ``batch_units`` ablated copies of the cached maps stacked in one batch.
-  A map that is already 0 on every image (a dead unit) loses nothing and is not run.
+  The next block's conv (or fc) is linear: its output for the intact maps is kept too (``images`` x its
+  size) and each copy's is that minus the zeroed map's own contribution (1/C of the conv's work). A map
+  that is already 0 on every image (a dead unit) loses nothing and is not run.
 * any other model (torchvision resnet18, vgg16): a full forward of ``batch_units`` copies of each image
   batch, a forward hook zeroing each copy's own map (correct, slower).
 
-Memory: the cached layer output, plus one forward of ``batch_size`` rows (``batch_units`` copies of
+Memory: the cached layer output (and the next conv's), plus one forward of ``batch_size`` rows (``batch_units`` copies of
 ``batch_size // batch_units`` images, at least one): bounded by ``images``, ``batch_units`` and
 ``batch_size``, never by the stream's length.
 """
@@ -41,7 +43,13 @@ class Ablation(NamedTuple):
 
 
 def first_images(stream, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` images of ``stream`` and their labels (fewer when the stream has fewer)."""
+    """The first ``n`` images of ``stream`` and their labels (fewer when the stream has fewer); a visualize
+    stream reads only those (its ``head(n)``)."""
+    if callable(getattr(stream, "head", None)):
+        x, y = stream.head(n)
+        if not len(x):
+            raise ValueError("stream: no images")
+        return x, torch.as_tensor(y).long()
     xs, ys, got = [], [], 0
     for xb, yb in labelled_batches(stream):
         take = min(len(xb), n - got)
@@ -73,6 +81,51 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat([model(x[s:s + batch_size]).argmax(1).cpu() for s in range(0, len(x), batch_size)])
 
 
+class _Above:
+    """The layers above ``layer`` of a model with ``forward_from``, run on copies of the layer's cached output
+    with one map zeroed per copy.
+
+    When the next block starts with a conv (groups 1, zero padding) or a linear layer, that layer's output
+    for the intact maps is computed once (kept beside the cache) and each copy's is that minus the zeroed
+    map's own contribution (a grouped conv of one input map per copy: 1/C of the layer's work); the rest of
+    the block and the layers above run on the result. Otherwise the copies run through ``forward_from``."""
+
+    def __init__(self, model: nn.Module, layer: str, cache: torch.Tensor, batch_size: int):
+        layers = list(model.feature_layers)
+        self.model, self.layer = model, layer
+        self.next = layers[layers.index(layer) + 1] if layer != layers[-1] else None
+        modules = list(model.block(self.next).children()) if self.next is not None else []
+        first = modules[0] if modules else None
+        fits = isinstance(first, nn.Linear) or (
+            isinstance(first, nn.Conv2d) and first.groups == 1 and first.padding_mode == "zeros")
+        self.first, self.rest = (first, modules[1:]) if fits else (None, [])
+        if self.first is not None:
+            self.pre = torch.cat([self.first(self._into(cache[s:s + batch_size]))
+                                  for s in range(0, len(cache), batch_size)])
+
+    def _into(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(a, 1) if isinstance(self.first, nn.Linear) else a
+
+    def logits(self, a: torch.Tensor, start: int, chunk: torch.Tensor) -> torch.Tensor:
+        """Outputs (U*b, classes), copy-major, for images ``start..start+b`` (``a``: their cached maps)."""
+        u, b = len(chunk), len(a)
+        if self.first is None:
+            return self.model.forward_from(_zero_(a.repeat(u, *([1] * (a.ndim - 1))), chunk), self.layer)
+        f, sel = self.first, a[:, chunk.to(a.device)]  # (b, U, ...): each copy's zeroed map
+        cout = f.weight.shape[0]
+        if isinstance(f, nn.Conv2d):
+            w = f.weight[:, chunk].transpose(0, 1).reshape(u * cout, 1, *f.weight.shape[2:])
+            part = torch.nn.functional.conv2d(sel, w, None, f.stride, f.padding, f.dilation, groups=u)
+            part = part.view(b, u, cout, *part.shape[2:]).transpose(0, 1)
+        else:
+            hw = a[0, 0].numel() if a.ndim > 2 else 1
+            part = torch.einsum("bup,oup->ubo", sel.reshape(b, u, hw), f.weight.view(cout, -1, hw)[:, chunk])
+        x = (self.pre[start:start + b].unsqueeze(0) - part).reshape(u * b, *self.pre.shape[1:])
+        for m in self.rest:
+            x = m(x)
+        return self.model.forward_from(x, self.next)
+
+
 @torch.no_grad()
 def _correct_cached(model, x, y, layer, channels, batch_units, batch_size, progress) -> dict[int, int]:
     """Correct predictions per channel, from the layer's cached output (models with ``forward_from``); a
@@ -83,6 +136,7 @@ def _correct_cached(model, x, y, layer, channels, batch_units, batch_size, progr
     dead = set(torch.nonzero((flat == 0).all(2).all(0)).flatten().tolist())
     live = [ch for ch in channels if ch not in dead]
     progress.update(len(channels) - len(live))
+    above = _Above(model, layer, cache, batch_size)
     correct: dict[int, int] = {}
     for s in range(0, len(live), batch_units):
         chunk = torch.tensor(live[s:s + batch_units])
@@ -90,9 +144,7 @@ def _correct_cached(model, x, y, layer, channels, batch_units, batch_size, progr
         b = max(1, batch_size // u)
         hits = torch.zeros(u, dtype=torch.long)
         for i in range(0, len(cache), b):
-            a = cache[i:i + b]
-            stacked = _zero_(a.repeat(u, *([1] * (a.ndim - 1))), chunk)
-            pred = model.forward_from(stacked, layer).argmax(1).cpu().view(u, len(a))
+            pred = above.logits(cache[i:i + b], i, chunk).argmax(1).cpu().view(u, -1)
             hits += (pred == y[i:i + b]).sum(1)
         correct.update(zip(chunk.tolist(), hits.tolist()))
         progress.update(u)
