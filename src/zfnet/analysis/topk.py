@@ -20,7 +20,7 @@ every level to the feature map, i.e. exactly the pixels that can reach the unit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -29,7 +29,7 @@ from torch import nn
 from zfnet.analysis import hooks
 from zfnet.analysis.deconvnet import Deconvnet
 
-__all__ = ["IndexedImages", "TopK", "choose_maps", "pick", "receptive_field", "top_activations"]
+__all__ = ["IndexedImages", "RunningTopK", "TopK", "choose_maps", "pick", "receptive_field", "top_activations"]
 
 
 class TopK(NamedTuple):
@@ -39,6 +39,51 @@ class TopK(NamedTuple):
     image_index: torch.Tensor  # index of the image in the data (stream order); -1 where fewer than k images
     y: torch.Tensor  # row of the max in the feature map
     x: torch.Tensor  # column
+
+
+class RunningTopK:
+    """The running top-``k`` of one layer, fed a batch at a time in stream order (what :func:`top_activations`
+    keeps per layer; the atlas's statistics keep it too): O(C x k) state, whatever the number of images.
+
+    ``update(values, positions, width, extra)``: the batch's per-image maxima (B, C), their flat positions
+    (row-major, in a map ``width`` wide) and optional per-image fields ``extra`` ({name: (B,)}, e.g. labels)
+    carried along with the winners. Ties go to the lower image index (equal values keep stream order)."""
+
+    def __init__(self, k: int):
+        if k < 1:
+            raise ValueError(f"k: expected a positive int, got {k!r}")
+        self.k, self.seen = int(k), 0
+        self.fields: dict[str, torch.Tensor] | None = None  # value, image_index, y, x, extras: (C, <=k)
+
+    def update(self, values: torch.Tensor, positions: torch.Tensor, width: int,
+               extra: Mapping[str, torch.Tensor] | None = None) -> None:
+        b, c = values.shape
+        # candidates in ascending image order: running (older images) first, then this batch
+        cand = {"values": values.t(), "image_index": torch.arange(self.seen, self.seen + b, device=values.device).expand(c, b),
+                "y": (positions // width).t(), "x": (positions % width).t()}
+        for name, v in (extra or {}).items():
+            cand[name] = torch.as_tensor(v, device=values.device).reshape(1, b).expand(c, b)
+        if self.fields is not None:
+            if set(cand) != set(self.fields):
+                raise ValueError(f"extra fields changed between batches: {sorted(self.fields)} then {sorted(cand)}")
+            # the running list is sorted by (value desc, index asc); re-sort the union by index first
+            cand = {n: torch.cat([self.fields[n], t], 1) for n, t in cand.items()}
+            order = torch.argsort(cand["image_index"], dim=1, stable=True)
+            cand = {n: t.gather(1, order) for n, t in cand.items()}
+        order = torch.sort(cand["values"], dim=1, descending=True, stable=True).indices[:, : self.k]
+        self.fields = {n: t.gather(1, order) for n, t in cand.items()}
+        self.seen += b
+
+    def result(self) -> TopK:
+        if self.fields is None:
+            raise ValueError("data: no images")
+        return TopK(*(self.fields[n].cpu() for n in TopK._fields))
+
+    def extra(self, name: str) -> torch.Tensor:
+        """Per-image field ``name`` of the winners, (C, k) like :meth:`result`'s fields."""
+        if self.fields is None:
+            raise ValueError("data: no images")
+        return self.fields[name].cpu()
 
 
 class IndexedImages(NamedTuple):
@@ -133,11 +178,8 @@ def top_activations(
     layers = list(layers)
     if not layers:
         raise ValueError("layers: give at least one layer")
-    if k < 1:
-        raise ValueError(f"k: expected a positive int, got {k!r}")
+    run = {name: RunningTopK(k) for name in layers}  # refuses a k < 1
     dtype, device = hooks.dtype_device(model)
-    run: dict[str, tuple[torch.Tensor, ...]] = {}
-    seen = 0
     it = _batches(data, batch_size)
     if progress:
         from zfnet.progress import bar
@@ -149,30 +191,14 @@ def top_activations(
     with hooks.eval_mode(model):
         for xb in it:
             xb = xb.to(device=device, dtype=dtype)
-            b = xb.shape[0]
             if which is None:
                 which = hooks.calls(model, xb, layers, call)
             outs = _reduce_layers(model, xb, layers, which)
             for name in layers:
-                vals, pos, w = outs[name]
-                c = vals.shape[1]
-                # candidates in ascending image order: running (older images) first, then this batch
-                cv = vals.t()  # (C, B)
-                ci = torch.arange(seen, seen + b, device=vals.device).expand(c, b)
-                cy, cx = (pos // w).t(), (pos % w).t()
-                if name in run:
-                    rv, ri, ry, rx = run[name]
-                    # the running list is sorted by (value desc, index asc); re-sort the union by index first
-                    cv, ci = torch.cat([rv, cv], 1), torch.cat([ri, ci], 1)
-                    cy, cx = torch.cat([ry, cy], 1), torch.cat([rx, cx], 1)
-                    order = torch.argsort(ci, dim=1, stable=True)
-                    cv, ci, cy, cx = (t.gather(1, order) for t in (cv, ci, cy, cx))
-                order = torch.sort(cv, dim=1, descending=True, stable=True).indices[:, :k]
-                run[name] = tuple(t.gather(1, order) for t in (cv, ci, cy, cx))
-            seen += b
-    if not run:
+                run[name].update(*outs[name])
+    if not run[layers[0]].seen:
         raise ValueError("data: no images")
-    return {name: TopK(*(t.cpu() for t in run[name])) for name in layers}
+    return {name: run[name].result() for name in layers}
 
 
 def receptive_field(

@@ -53,11 +53,12 @@ class PaperCNN(nn.Module):
         return [n for n in self.feature_layers if n.startswith("fc")]
 
     # -- forward
-    def _run(self, x: torch.Tensor, stop_at: str | None, keep: Iterable[str] | None):
+    def _run(self, x: torch.Tensor, stop_at: str | None, keep: Iterable[str] | None, start_after: str | None = None):
         wanted = set(keep) if keep is not None else set()
         out: dict[str, torch.Tensor] = {}
         arrived = x.shape
-        for name in self.feature_layers:
+        first = 0 if start_after is None else self.feature_layers.index(start_after) + 1
+        for name in self.feature_layers[first:]:
             if name == self._flatten_before:
                 if x.shape[-2:] != self._classifier_hw:
                     raise self._input_size_error(arrived)
@@ -87,6 +88,11 @@ class PaperCNN(nn.Module):
         """Output of block ``layer``; layers above it are not computed."""
         self.block(layer)
         return self._run(x, layer, None)[0]
+
+    def forward_from(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """The model's output when block ``layer``'s output is ``x``: only the layers above it run."""
+        self.block(layer)
+        return self._run(x, None, None, start_after=layer)[0]
 
     def extract(self, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         """Outputs of the blocks ``layers``, stopping the forward at the deepest one requested."""
