@@ -253,3 +253,15 @@ def test_a_model_of_ones_own_without_atlas_layers_fails_naming_the_key(tmp_path,
     with pytest.raises(ValueError, match=r"atlas\.layers.*torchvision:resnet18.*atlas\.layers=\["):
         run(cfg)
     assert not (tmp_path / "atlas").exists()
+
+
+@pytest.mark.parametrize("key, value", [("atlas.k", 0), ("atlas.images", 0), ("atlas.max_units", 0),
+                                        ("atlas.synthesis.steps", 0), ("atlas.ablation.units_per_layer", -1),
+                                        ("atlas.evolution.enabled", "yes")])
+def test_bad_atlas_values_fail_naming_the_key(tiny_cfg, key, value):
+    from zfnet.schema import ConfigError
+    from zfnet.stages.atlas import run
+
+    OmegaConf.update(tiny_cfg, key, value)
+    with pytest.raises(ConfigError, match=rf"{key}={value!r}"):
+        run(tiny_cfg)
