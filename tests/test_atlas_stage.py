@@ -50,31 +50,40 @@ def proj_tile(p: torch.Tensor) -> np.ndarray:
     return np.clip(np.rint((0.5 + 0.5 * p.numpy() / m) * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
-def tile(png: Path, j: int, h: int, w: int, ncol: int = 3) -> np.ndarray:
-    """Tile ``j`` (row-major) of a grid PNG (2 px padding), shrunk back by its integer enlargement factor."""
+def tile(png: Path, j: int, windows, ncol: int) -> np.ndarray:
+    """Tile ``j`` (row-major) of a grid PNG: tiles of the windows' sizes, each enlarged by an integer factor to
+    at least 48 px on its long side, in cells of the largest, 2 px apart; shrunk back."""
     a = np.asarray(Image.open(png).convert("RGB"))
-    f = max(1, int(np.ceil(48 / max(h, w))))
-    y, x = 2 + (j // ncol) * (h * f + 2), 2 + (j % ncol) * (w * f + 2)
-    return a[y:y + h * f:f, x:x + w * f:f]
+    sizes = [(b - t, r - l) for t, l, b, r in windows]
+    f = [max(1, int(np.ceil(48 / max(h, w)))) for h, w in sizes]
+    cell_h, cell_w = max(h * k for (h, _), k in zip(sizes, f)), max(w * k for (_, w), k in zip(sizes, f))
+    (h, w), k = sizes[j], f[j]
+    y, x = 2 + (j // ncol) * (cell_h + 2), 2 + (j % ncol) * (cell_w + 2)
+    return a[y:y + h * k:k, x:x + w * k:k]
 
 
 def deconv_tiles_checked(atlas: Path, model, x, layer: str, frames: str, maps: int = 4) -> int:
     """Compare the deconv grids' tiles of the first ``maps`` maps of ``layer`` with the autograd deconvnet
-    (full frame) of each unit: the whole frame (``frames="full"``), or cut to the unit's receptive field where
-    it lies inside the image (``"rf"``: the fast engine's frames). Returns the tiles compared."""
+    (full frame) of each unit cut to the window its record names: the whole image (``frames="full"``), or the
+    unit's receptive field inside the image (``"rf"``: the fast engine's frames; checked against
+    ``receptive_field`` where it lies inside the image). Returns the tiles compared."""
     from zfnet.analysis.topk import receptive_field
 
     size, checked = x.shape[-1], 0
     for r in json.loads((atlas / "data" / f"{layer}.json").read_text())["units"][:maps]:
         ncol = int(np.ceil(np.sqrt(len(r["top"]))))
+        windows = [t["window"] for t in r["top"]]
         for j, t in enumerate(r["top"]):
-            top, left, bottom, right = (0, 0, size, size) if frames == "full" else \
-                receptive_field(model, layer, t["y"], t["x"], size)
-            if frames == "rf" and (top == 0 or left == 0 or bottom == size or right == size):
-                continue
+            top, left, bottom, right = t["window"]
+            if frames == "full":
+                assert t["window"] == [0, 0, size, size]
+            else:
+                rf = receptive_field(model, layer, t["y"], t["x"], size)
+                inside = rf[0] > 0 and rf[1] > 0 and rf[2] < size and rf[3] < size
+                assert not inside or t["window"] == list(rf), (t["window"], rf)
             full = project(model, x[t["image_index"]:t["image_index"] + 1], layer, [r["unit"]], [[t["y"], t["x"]]])[0]
             want = proj_tile(full[:, top:bottom, left:right])
-            got = tile(atlas / r["images"]["deconv"], j, bottom - top, right - left, ncol)
+            got = tile(atlas / r["images"]["deconv"], j, windows, ncol)
             assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, (layer, r["unit"], j)
             checked += 1
     return checked
@@ -120,6 +129,15 @@ def ours(tiny_cfg, tmp_path, monkeypatch):
     rows = [f"{layer},{u},concept{u % 3},color,{u / 1000:.4f},False,0.1"
             for layer, n in zip(("conv1", "conv2", "conv3", "conv4", "conv5"), (12, 32, 48, 48, 32)) for u in range(n)]
     units.write_text("layer,unit,label,category,iou,detector,threshold\n" + "\n".join(rows) + "\n")
+    # the report's figures that show some units: Fig. 2 (conv2's maps 1 and 5) and a dissection figure
+    fig2 = Path(cfg.visualize.out_dir) / "deconv"
+    fig2.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(fig2 / "conv2.png")
+    (fig2 / "index.json").write_text(json.dumps({"conv2": {"png": "conv2.png", "maps": [
+        {"channel": 1, "units": []}, {"channel": 5, "units": []}]}}))
+    Image.new("RGB", (4, 4)).save(units.parent / "units_conv5.png")
+    (units.parent / "top_units.json").write_text(json.dumps({"model": "zfnet", "units": [
+        {"layer": "conv5", "unit": 0, "label": "concept0", "category": "color", "iou": 0.0, "figure": "units_conv5.png"}]}))
     return cfg, ckpts[-1]
 
 
@@ -138,6 +156,15 @@ def test_atlas_of_our_model_matches_an_independent_recomputation(ours, tmp_path)
     assert meta["images"] == 15 and meta["k"] == 9 and meta["report"] == "../index.html"
     assert set(meta["coverage"]) >= {"projections", "synthesis", "evolution", "ablation", "dissection"}
     assert "first 2 maps" in meta["coverage"]["synthesis"] and "first 3 maps" in meta["coverage"]["ablation"]
+
+    # links to the report's figures where a unit appears, relative to the atlas folder
+    conv2 = json.loads((atlas / "data" / "conv2.json").read_text())["units"]
+    assert [u["report_links"] for u in conv2[:3]] == [
+        [], [{"label": "Fig. 2, conv2 row 1", "href": "../reports/figures/deconv/conv2.png"}], []]
+    assert conv2[5]["report_links"][0]["label"] == "Fig. 2, conv2 row 2"
+    conv5 = json.loads((atlas / "data" / "conv5.json").read_text())["units"]
+    assert [link["href"] for link in conv5[0]["report_links"]] == ["../reports/dissection/units_conv5.png"]
+    assert all((atlas / link["href"]).is_file() for u in conv2 + conv5 for link in u["report_links"])
 
     # the reference: every validation image stacked, each layer's output by a plain hook
     x, labels = next(iter(ValidationStream(tmp_path / "prepared", CROP, None, 100)))[:2]
@@ -163,7 +190,7 @@ def test_atlas_of_our_model_matches_an_independent_recomputation(ours, tmp_path)
             assert (r["ablation"] is not None) == (c < 3)
     # a deconv grid's tile j is the map's j-th strongest unit projected (receptive-field frames: our model is
     # a plain chain), normalized on its own
-    assert sum(deconv_tiles_checked(atlas, model, x, layer, "rf") for layer in ("conv1", "conv2")) >= 6
+    assert sum(deconv_tiles_checked(atlas, model, x, layer, "rf") for layer in ("conv1", "conv5")) == 2 * 4 * 9
     # ablation: conv1 map 0 zeroed, the accuracy on the first 6 images recomputed
     rec = json.loads((atlas / "data" / "conv1.json").read_text())["units"][0]
     h = model.conv1.register_forward_hook(lambda _m, _i, o: o * torch.tensor([0.0] + [1.0] * (o.shape[1] - 1))[:, None, None])
@@ -234,7 +261,7 @@ def test_atlas_of_a_torchvision_model_on_an_image_folder(tmp_path, monkeypatch, 
         assert [t["image_index"] for t in r["top"]] == sorted(range(len(x)), key=lambda n: (-float(per_image[n]), n))[:4]
         assert r["top_class"] in ("cat", "dog") and r["iou"] is None and r["images"]["evolution"] is None
     # resnet18 is not a plain chain: full-frame projections; vgg16 is: receptive-field frames
-    assert deconv_tiles_checked(atlas, model, x, layer, frames, maps=2) >= 4
+    assert deconv_tiles_checked(atlas, model, x, layer, frames, maps=2) == 2 * 4
     _, records, history = wandb_run(tmp_path)
     assert history[f"atlas/{layer}._type"] == "table-file"
     arts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]

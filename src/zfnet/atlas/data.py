@@ -45,7 +45,8 @@ def unit_record(unit: int, *, mean, max, fire_rate, selectivity, top: Sequence[M
                 images: Mapping[str, str | None], concept: str | None = None, iou=None, ablation=None,
                 report_links: Sequence[Mapping] = ()) -> dict:
     """One map's record. ``top``: its top-k units, strongest first (``image_index``, ``label``, ``value``,
-    ``y``, ``x``); ``images``: kind -> path (None: not computed)."""
+    ``y``, ``x``, ``window``: [top, left, bottom, right], the image pixels its tiles show); ``images``: kind ->
+    path (None: not computed)."""
     labels = [int(t["label"]) for t in top]
     classes = top_classes(labels, names)
     return {
@@ -55,7 +56,8 @@ def unit_record(unit: int, *, mean, max, fire_rate, selectivity, top: Sequence[M
         "images": {kind: images.get(kind) for kind in IMAGE_KINDS},
         "top": [{"image_index": int(t["image_index"]),
                  "class": (names[int(t["label"])] if 0 <= int(t["label"]) < len(names) else str(int(t["label"]))),
-                 "value": _num(t["value"]), "y": int(t["y"]), "x": int(t["x"])} for t in top],
+                 "value": _num(t["value"]), "y": int(t["y"]), "x": int(t["x"]),
+                 "window": [int(w) for w in t["window"]]} for t in top],
         "report_links": [dict(link) for link in report_links],
     }
 

@@ -101,6 +101,7 @@ def run(cfg: DictConfig) -> dict:
     n_images = stream.size()
     chans = {l: int(stats[l].mean.shape[0]) for l in layers}
     imgs: dict[tuple[str, int], dict[str, str | None]] = {(l, c): {} for l in layers for c in range(chans[l])}
+    windows: dict[tuple[str, int], list[list[int]]] = {}
     lap("statistics")
 
     # 2. patches, deconvnet and guided backprop of every unit's top-k, chunk by chunk
@@ -109,12 +110,14 @@ def run(cfg: DictConfig) -> dict:
         for chunk in project_top_units(model, stream, {l: stats[l].topk for l in layers}, lrn="identity", guided=True,
                                        max_units=int(a.max_units), batch_size=int(a.batch_size)):
             k = len(chunk.units["channel"]) // max(len(chunk.channels), 1)
+            cut = pics.in_image(chunk.deconv)  # each frame's part inside the image (the rest is zero)
             for i, c in enumerate(chunk.channels):
-                sl = slice(i * k, (i + 1) * k)
+                sl = range(i * k, (i + 1) * k)
+                windows[(chunk.layer, c)] = [cut[j][0] for j in sl]
                 for kind, tiles, how in (("deconv", chunk.deconv.values, "projection"), ("patches", chunk.patches, "patch"),
                                          ("guided", chunk.guided.values, "projection")):
                     rel = data.image_path(chunk.layer, c, kind)
-                    pics.grid_png(list(tiles[sl]), how, out / rel, mean=mean if how == "patch" else None)
+                    pics.grid_png([tiles[j][cut[j][1]] for j in sl], how, out / rel, mean=mean if how == "patch" else None)
                     imgs[(chunk.layer, c)][kind] = rel
             progress.update(len(chunk.channels))
     lap("projections")
@@ -175,7 +178,8 @@ def run(cfg: DictConfig) -> dict:
         recs = []
         for c in range(chans[layer]):
             top = [{"image_index": int(s.topk.image_index[c, j]), "label": int(s.top_labels[c, j]),
-                    "value": float(s.topk.values[c, j]), "y": int(s.topk.y[c, j]), "x": int(s.topk.x[c, j])}
+                    "value": float(s.topk.values[c, j]), "y": int(s.topk.y[c, j]), "x": int(s.topk.x[c, j]),
+                    "window": windows[(layer, c)][j]}
                    for j in range(s.topk.values.shape[1]) if int(s.topk.image_index[c, j]) >= 0]
             concept, iou = (concepts or {}).get(layer, {}).get(c, (None, None))
             recs.append(data.unit_record(
