@@ -4,8 +4,8 @@ patches), its synthesized image, its evolution strip (one tile per checkpoint).
 Display is the figures' (:mod:`zfnet.figures.tiles`, :mod:`zfnet.figures.synthesis`): each projection on
 its own scale (zero at mid-grey, its largest magnitude at the ends), patches with the dataset mean added
 back, a synthesized image stretched to its mean +- 3 standard deviations. A grid's tiles show each unit's
-window inside the image (:func:`in_image`: a receptive field that reaches past the border holds zeros there;
-on the demo, cutting them off made the atlas 231 MB -> see the README). Tiles are enlarged by an integer
+window inside the image (:func:`in_image`: a receptive field that reaches past the border holds zeros there),
+at full resolution. Tiles are enlarged by an integer
 factor (nearest neighbour) to at least :data:`TILE` px on their long side, so conv1's small windows are
 visible; files are written atomically and the same tensors give the same bytes.
 """
