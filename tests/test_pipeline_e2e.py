@@ -22,10 +22,10 @@ from zfnet.transfer.datasets import VOC_CLASSES
 pytestmark = pytest.mark.slow
 STAGES = ["demo_data", "overlap", "prepare", "train", "train_noclip", "ablate@zfnet", "ablate@alexnet_no_3_4_6_7",
           "table3", "transfer", "visualize_deconv", "visualize_synthesis", "visualize_occlusion",
-          "visualize_invariance", "visualize_correspondence", "visualize_fig6", "claims", "dissect", "finetune@fc", "finetune@scratch",
-          "finetune_table", "report"]
+          "visualize_invariance", "visualize_correspondence", "visualize_fig6", "claims", "dissect", "atlas", "finetune@fc",
+          "finetune@scratch", "finetune_table", "report"]
 JOB_TYPES = ["demo_data", "overlap", "prepare", "train", "ablation", "table3", "transfer", "visualize", "claims",
-             "dissect", "finetune", "summary"]
+             "dissect", "atlas", "finetune", "summary"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,17 @@ def test_outputs(pipeline_run):
     assert boxes["summary"]["out_of"] >= 1 and 0 <= boxes["summary"]["p_value"] <= 1
     table1 = (work / "reports/tables/table1_correspondence.md").read_text()
     assert "Right eye" in table1 and "0.067" in table1
+    # the unit atlas: every map of conv1..conv5 (width 0.125), every file its data names, the dissect stage's
+    # concepts (it dissected the same model), the explorer's index
+    atlas = json.loads((work / "reports/atlas/data/atlas.json").read_text())
+    assert [(l["name"], l["units"]) for l in atlas["layers"]] == [("conv1", 12), ("conv2", 32), ("conv3", 48),
+                                                                   ("conv4", 48), ("conv5", 32)]
+    assert atlas["images"] == 12 and (work / "reports/atlas/index.html").is_file()
+    for layer in atlas["layers"]:
+        units = json.loads((work / "reports/atlas" / layer["file"]).read_text())["units"]
+        assert len(units) == layer["units"] and all(u["concept"] for u in units)
+        for u in units:
+            assert all((work / "reports/atlas" / p).stat().st_size > 0 for p in u["images"].values() if p)
 
 
 def test_wandb_runs_one_group_one_job_type_per_stage(pipeline_run):

@@ -201,10 +201,20 @@ class Tracker:
             key: wandb.Image(str(image) if isinstance(image, Path) else image, caption=caption)
             for key, (image, caption) in images.items()}))
 
-    def table(self, key: str, frame: Any) -> None:
+    def table(self, key: str, frame: Any, images: tuple[str, ...] = ()) -> None:
+        """``frame`` (pandas) as a ``wandb.Table``; the ``images`` columns hold image paths (or None), logged
+        as ``wandb.Image`` cells."""
         import wandb
 
-        self._guard("table", lambda: self.run.log({key: wandb.Table(dataframe=frame)}))
+        def _table():
+            if not images:
+                return wandb.Table(dataframe=frame)
+            cols = list(frame.columns)
+            rows = [[wandb.Image(str(v)) if c in images and v is not None else v for c, v in zip(cols, row)]
+                    for row in frame.itertuples(index=False, name=None)]
+            return wandb.Table(columns=cols, data=rows)
+
+        self._guard("table", lambda: self.run.log({key: _table()}))
 
     @staticmethod
     def _artifact(name: str, kind: str, paths: list[str | Path], metadata: Mapping | None = None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import model_validator
 
+from zfnet.schema.atlas import Atlas
 from zfnet.schema.claims import Claims
 from zfnet.schema.data import Data, DemoData, Prepare
 from zfnet.schema.finetune import Dissect, Finetune
@@ -32,6 +33,7 @@ class Config(Group):
     claims: Claims
     finetune: Finetune
     dissect: Dissect
+    atlas: Atlas
     seed: Seed
     profile: Str
 

@@ -18,10 +18,13 @@ class Context:
     """The config's visualize inputs: ``stream`` (the images, :mod:`zfnet.stages.visualize.stream`), ``classes``
     (class names), ``model`` / ``arch`` (``visualize.checkpoint`` or a user's ``visualize.model``), ``mean``
     (what the stream subtracted, for display); ``own``: our model with the paper's layers (``visualize.layers``
-    null), else ``layers``, the user's layer paths."""
+    null), else ``layers``, the user's layer paths. ``images`` / ``batch_size``: the stream's, when another
+    stage's keys give them (the atlas's); default ``visualize.images`` / ``visualize.batch_size``."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, images=None, batch_size=None):
         self.cfg, self.v = cfg, cfg.visualize
+        self._images = self.v.images if images is None else images
+        self._batch_size = self.v.batch_size if batch_size is None else batch_size
         self.out = Path(self.v.out_dir)
         self.prepared = Path(cfg.prepare.out_dir)
         self.folder = self.v.get("image_folder")
@@ -30,7 +33,7 @@ class Context:
 
     @cached_property
     def stream(self) -> FolderStream | ValidationStream:
-        limit, batch = image_limit(self.v.images), int(self.v.batch_size)
+        limit, batch = image_limit(self._images), int(self._batch_size)
         if self.folder:
             return FolderStream(self.cfg, self.folder, limit, batch)
         return ValidationStream(self.prepared, int(self.cfg.data.crop), limit, batch)
