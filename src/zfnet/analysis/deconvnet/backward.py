@@ -19,10 +19,14 @@ import torch.nn.functional as F
 from zfnet.analysis.chain import Op, input_span
 
 
-def project_windows(dn, end, py, px, n, ch, vals, sy, sx) -> torch.Tensor:
+def project_windows(dn, end, py, px, n, ch, vals, sy, sx, rule: str = "deconvnet", lrn: str | None = None
+                    ) -> torch.Tensor:
     """Project a batch of units of the :class:`~zfnet.analysis.deconvnet.engine.Deconvnet` ``dn`` (its
     cached switches / LRN factors) with the same window geometry ``py`` / ``px`` (:class:`AxisProfile`).
-    ``n`` / ``ch`` / ``vals``: each unit's image, channel and seed value; sy/sx: (U, end+1) clipped starts."""
+    ``n`` / ``ch`` / ``vals``: each unit's image, channel and seed value; sy/sx: (U, end+1) clipped starts.
+    ``rule="guided"``: each ReLU's backward also masked by its cached forward output > 0 (``dn.relu_mask``);
+    ``lrn``: the LRN rule (default ``dn.lrn``)."""
+    lrn = dn.lrn if lrn is None else lrn
     ops = dn.ops
     u = n.shape[0]
     dev = vals.device
@@ -34,8 +38,13 @@ def project_windows(dn, end, py, px, n, ch, vals, sy, sx) -> torch.Tensor:
         op = ops[i]
         if op.kind == "relu":
             g = g.clamp_(min=0)
+            if rule == "guided":
+                rows = sy[:, i + 1, None] + torch.arange(py.lengths[i + 1], device=dev)
+                cols = sx[:, i + 1, None] + torch.arange(px.lengths[i + 1], device=dev)
+                mask = dn.relu_mask[i][n[:, None, None], rows[:, :, None], cols[:, None, :]]  # (U, h, w, C)
+                g = g * mask.permute(0, 3, 1, 2)
         elif op.kind == "lrn":
-            if dn.lrn == "gradient":
+            if lrn == "gradient":
                 rows = sy[:, i, None] + torch.arange(py.lengths[i], device=dev)
                 cols = sx[:, i, None] + torch.arange(px.lengths[i], device=dev)
                 g = lrn_grad(g, dn.lrn_in[i], op.lrn, n, rows, cols)
