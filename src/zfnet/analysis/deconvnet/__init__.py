@@ -18,10 +18,13 @@ The package (the gradient family: deconvnet, guided backprop, saliency, and the 
   receptive-field windows, cached switches), with ``recorder`` (the chain recorded from a forward),
   ``backward`` (its steps down one op on windows) and ``projections`` (its output :class:`Projections`,
   receptive-field frames); the chain model and window arithmetic: :mod:`zfnet.analysis.chain`;
+* ``batched``: :func:`project_top_units`, the top-k units of every map of whole layers (deconvnet and guided
+  backprop, batched across units and maps, one forward per image), in :class:`UnitProjections` chunks;
 * ``units``: :func:`project_units`, the one entry point for projecting given units ``(image, channel, y,
   x)``: the fast engine when the model is a plain chain up to the layer, else batched :func:`project`.
 """
 
+from zfnet.analysis.deconvnet.batched import UnitProjections, project_top_units
 from zfnet.analysis.deconvnet.engine import Deconvnet
 from zfnet.analysis.deconvnet.gradients import guided_backprop, project, saliency, select_units
 from zfnet.analysis.deconvnet.projections import Projections
@@ -35,9 +38,11 @@ __all__ = [
     "LRN_MODES",
     "NotAChainError",
     "Projections",
+    "UnitProjections",
     "UnsupportedOpError",
     "guided_backprop",
     "project",
+    "project_top_units",
     "project_units",
     "resolve_layer",
     "saliency",

@@ -1,63 +1,206 @@
-"""Top units of whole layers projected together (issue 28, part A).
+"""Projections of the top-k units of every map of whole layers, batched (the unit atlas's projections).
 
-STAND-IN: the smallest honest version of the contract's :func:`project_top_units`, a loop over
-:func:`~zfnet.analysis.deconvnet.units.project_units` per chunk of maps and
-:func:`~zfnet.analysis.deconvnet.gradients.guided_backprop`; the batched engine replaces this file.
+:func:`project_top_units` projects, for every chosen map of every layer of a ``top_activations`` result, its
+top-k units (deconvnet and, with ``guided=True``, guided backprop beside it) and cuts the image patches under
+them, chunk by chunk (:class:`UnitProjections`, at most ``max_units`` units each, map-major, each map's units
+strongest first). Against a loop of :func:`~zfnet.analysis.deconvnet.units.project_units` per map it shares
+the work the loop repeats:
+
+* the forward: one per image per *group* of chunks, every layer of the group at once (the deepest layer's
+  chain holds every lower switch), in batches of ``batch_size`` images; a group takes consecutive chunks,
+  across layers, while their distinct images number at most ``max_units`` (so on a small dataset, one
+  forward for everything; memory: at most ``max_units`` images' switches and activations);
+* the backward: all units of a chunk go to the fast engine at once (:class:`Deconvnet`, units of the same
+  receptive-field geometry batched across maps and images, dense transposed convolutions on windows).
+
+Zero skipping (sparse transposed convolutions after unpooling) was measured and left out: after unpooling
+a multi-channel signal almost every position holds some non-zero channel, so gathering non-zero columns
+skips nothing, and element-wise sparse products run slower than the dense GEMMs (see
+``benchmarks/bench_atlas_projections.py``, ``arithmetic``).
+
+Guided backprop (Springenberg et al. 2015) runs on the same engine: the deconvnet's backward with each
+ReLU's backward also masked by its forward output > 0, seeded with 1, the LRN by its true gradient (as
+:func:`~zfnet.analysis.deconvnet.gradients.guided_backprop` and Captum's ``GuidedBackprop``), whatever
+``lrn`` the deconvnet uses.
+
+Models that are not plain conv/ReLU/pool/LRN chains (torchvision ``resnet18``) fall back to batched autograd
+(:func:`~zfnet.analysis.deconvnet.gradients.project` / ``guided_backprop``, ``batch_size`` units per
+backward), full-image frames.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from zfnet.analysis.deconvnet.gradients import guided_backprop
+from zfnet.analysis.deconvnet.engine import Deconvnet
+from zfnet.analysis.deconvnet.gradients import guided_backprop, project
 from zfnet.analysis.deconvnet.projections import Projections
-from zfnet.analysis.deconvnet.units import project_units
-from zfnet.analysis.topk import TopK, pick
+from zfnet.analysis.deconvnet.recorder import NotAChainError
+
+if TYPE_CHECKING:  # zfnet.analysis.topk imports this package (its receptive fields): imported when called
+    from zfnet.analysis.topk import IndexedImages, TopK
 
 __all__ = ["UnitProjections", "project_top_units"]
 
 
 @dataclass
 class UnitProjections:
-    """One chunk of units of one layer, map-major, each map's units strongest first."""
+    """One chunk of units of one layer, map-major, each map's units strongest first.
+
+    ``units``: image_index (stream index; -1 where the map has fewer than k images: a zero projection),
+    channel, y, x, value, each (len(channels) * k,). ``deconv`` / ``guided``: the projections (receptive-field
+    frames, or full frames on the autograd fallback); ``patches`` (U, 3, h, w): the input windows under
+    ``deconv``'s frames (zero outside the image)."""
 
     layer: str
     channels: list[int]
-    units: dict[str, torch.Tensor]  # image_index (stream index), channel, y, x, value: (len(channels)*k,)
+    units: dict[str, torch.Tensor]
     deconv: Projections
     guided: Projections | None
-    patches: torch.Tensor  # (U, 3, h, w): the input windows under deconv's frames (zero outside the image)
+    patches: torch.Tensor
+
+
+def _chunks(topk: Mapping[str, TopK], channels, max_units: int) -> list[tuple[str, list[int]]]:
+    """``(layer, maps)`` chunks in layer order, each at most ``max_units`` units (at least one map)."""
+    layers = list(topk) if channels is None else [name for name in topk if name in channels]
+    if channels is not None:
+        unknown = sorted(set(channels) - set(topk))
+        if unknown:
+            raise KeyError(f"channels: layers {unknown} are not in topk (layers: {list(topk)})")
+    out = []
+    for name in layers:
+        n_maps = topk[name].values.shape[0]
+        maps = list(range(n_maps)) if channels is None else [int(c) for c in channels[name]]
+        bad = [c for c in maps if not 0 <= c < n_maps]
+        if bad:
+            raise ValueError(f"channels[{name!r}]: maps {bad[:5]} outside [0, {n_maps})")
+        per = max(1, max_units // max(1, topk[name].values.shape[1]))
+        out += [(name, maps[s:s + per]) for s in range(0, len(maps), per)]
+    return out
+
+
+def _groups(chunks, topk, max_images: int) -> list[list[tuple[str, list[int]]]]:
+    """Consecutive chunks sharing one forward, while their distinct images number at most ``max_images``."""
+    groups, current, seen = [], [], set()
+    for name, maps in chunks:
+        idx = {int(v) for v in topk[name].image_index[maps].reshape(-1).tolist() if v >= 0}
+        if current and len(seen | idx) > max_images:
+            groups.append(current)
+            current, seen = [], set()
+        current.append((name, maps))
+        seen |= idx
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _unit_fields(t: TopK, maps: list[int]) -> dict[str, torch.Tensor]:
+    k = t.values.shape[1]
+    return {"image_index": t.image_index[maps].reshape(-1).clone(),
+            "channel": torch.tensor(maps, dtype=torch.long).repeat_interleave(k),
+            "y": t.y[maps].reshape(-1).clone(), "x": t.x[maps].reshape(-1).clone()}
+
+
+def _fill(p: Projections, valid: torch.Tensor, u: int, frame: tuple[int, int, int], size) -> Projections:
+    """``p`` (the valid units) spread over ``u`` units; zero projections where a map had no image."""
+    if bool(valid.all()):
+        return p
+    vals = p.values.new_zeros((u, *frame))
+    vals[valid] = p.values
+    top, left = torch.zeros(u, dtype=torch.long), torch.zeros(u, dtype=torch.long)
+    top[valid], left[valid] = p.top, p.left
+    return Projections(vals, top, left, size, {})
+
+
+def _chain_group(model, picked: IndexedImages, topk, group, lrn, guided, batch_size
+                 ) -> Iterator[UnitProjections]:
+    layers = list(dict.fromkeys(name for name, _ in group))
+    dn = Deconvnet(model, layers, lrn=lrn, guided=guided).cache(picked.images, batch_size=batch_size)
+    size = tuple(picked.images.shape[-2:])
+    for name, maps in group:
+        units = _unit_fields(topk[name], maps)
+        valid = units["image_index"] >= 0
+        rows = picked.rows(units["image_index"][valid])
+        c, y, x = (units[f][valid] for f in ("channel", "y", "x"))
+        d = dn.project_units(name, rows, c, y, x)
+        units["value"] = torch.zeros(len(valid), dtype=d.units["value"].dtype)
+        units["value"][valid] = d.units["value"]
+        g = dn.project_units(name, rows, c, y, x, torch.ones(len(rows)), rule="guided", lrn="gradient") \
+            if guided else None
+        patches = d.crop(picked.images, rows)
+        frame = tuple(d.values.shape[1:])
+        d = _fill(d, valid, len(valid), frame, size)
+        if not bool(valid.all()):
+            full = patches.new_zeros((len(valid), *patches.shape[1:]))
+            full[valid] = patches
+            patches = full
+            g = None if g is None else _fill(g, valid, len(valid), frame, size)
+        d.units = units
+        if g is not None:
+            g.units = units
+        yield UnitProjections(name, list(maps), units, d, g, patches)
+
+
+def _autograd_group(model, picked: IndexedImages, topk, group, lrn, guided, batch_size
+                    ) -> Iterator[UnitProjections]:
+    size = tuple(picked.images.shape[-2:])
+    for name, maps in group:
+        units = _unit_fields(topk[name], maps)
+        u = len(units["channel"])
+        valid = (units["image_index"] >= 0).nonzero().reshape(-1).tolist()
+        outs = {"deconv": picked.images.new_zeros((u, picked.images.shape[1], *size))}
+        if guided:
+            outs["guided"] = torch.zeros_like(outs["deconv"])
+        units["value"] = torch.zeros(u, dtype=picked.images.dtype)
+        for s in range(0, len(valid), batch_size):
+            sel = torch.tensor(valid[s:s + batch_size], dtype=torch.long)
+            x = picked.images[picked.rows(units["image_index"][sel])]
+            pos = torch.stack([units["y"][sel], units["x"][sel]], 1)
+            out, (_c, _y, _x, v) = project(model, x, name, units["channel"][sel], pos, lrn=lrn, return_units=True)
+            outs["deconv"][sel], units["value"][sel] = out.to(outs["deconv"].dtype), v.cpu().to(units["value"].dtype)
+            if guided:
+                outs["guided"][sel] = guided_backprop(model, x, name, units["channel"][sel], pos, lrn="gradient")
+        zeros = torch.zeros(u, dtype=torch.long)
+        proj = {k: Projections(v, zeros, zeros.clone(), size, units) for k, v in outs.items()}
+        patches = torch.zeros_like(outs["deconv"])
+        sel = torch.tensor(valid, dtype=torch.long)
+        patches[sel] = picked.images[picked.rows(units["image_index"][sel])].to(patches.dtype)
+        yield UnitProjections(name, list(maps), units, proj["deconv"], proj.get("guided"), patches)
 
 
 def project_top_units(model: nn.Module, images, topk: Mapping[str, TopK], *,
                       channels: Mapping[str, Sequence[int]] | None = None, lrn: str = "identity",
-                      guided: bool = False, max_units: int = 1024, batch_size: int = 32) -> Iterator[UnitProjections]:
-    """The top-k units of every map of ``topk`` (or of ``channels``), projected chunk by chunk (at most
-    ``max_units`` units per chunk), deconvnet and (``guided``) guided backprop in the same frames."""
-    wanted = {layer: list(range(t.values.shape[0])) for layer, t in topk.items()} if channels is None \
-        else {layer: [int(c) for c in cs] for layer, cs in channels.items()}
-    for layer, chans in wanted.items():
-        t = topk[layer]
-        k = t.values.shape[1]
-        per = max(1, int(max_units) // k)
-        for s in range(0, len(chans), per):
-            chunk = chans[s:s + per]
-            c = torch.tensor(chunk, dtype=torch.long).repeat_interleave(k)
-            n, y, x = (getattr(t, f)[chunk].reshape(-1) for f in ("image_index", "y", "x"))
-            picked = pick(images, n)
-            rows = picked.rows(n)
-            p = project_units(model, picked.images, layer, rows, c, y, x, lrn=lrn, batch_size=batch_size)
-            p.units["image_index"] = n.clone()
-            g = None
-            if guided:
-                full = torch.cat([guided_backprop(model, picked.images[rows[i:i + batch_size]], layer,
-                                                  c[i:i + batch_size], torch.stack([y, x], 1)[i:i + batch_size],
-                                                  lrn=lrn).detach()
-                                  for i in range(0, len(c), batch_size)])
-                g = Projections(p.crop(full, torch.arange(len(c))), p.top.clone(), p.left.clone(), p.image_size,
-                                dict(p.units))
-            yield UnitProjections(layer, chunk, dict(p.units), p, g, p.crop(picked.images, rows))
+                      guided: bool = False, max_units: int = 1024, batch_size: int = 32
+                      ) -> Iterator[UnitProjections]:
+    """Deconvnet projections (and guided backprop) of the top-k units of the maps of ``topk``'s layers.
+
+    ``images``: a (N, 3, H, W) tensor or a stream with ``take(indices)`` (:func:`~zfnet.analysis.topk.pick`);
+    ``topk``: :func:`~zfnet.analysis.topk.top_activations` over those images; ``channels``: ``{layer: maps}``
+    (None: every map of every layer of ``topk``, in its order). Yields :class:`UnitProjections` chunks of at
+    most ``max_units`` units (whole maps, at least one). Memory is bounded by ``max_units`` (units per chunk,
+    images per forward group) and ``batch_size`` (images per forward, units per autograd backward), never by
+    the number of images. Each unit is seeded with its own activation (deconvnet) or 1 (guided); values equal
+    :func:`~zfnet.analysis.deconvnet.units.project_units` per map.
+    """
+    for what, v in (("max_units", max_units), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{what}: expected a positive int, got {v!r}")
+    from zfnet.analysis.topk import pick
+
+    groups = _groups(_chunks(topk, channels, max_units), topk, max_units)
+    chain = True
+    for group in groups:
+        idx = torch.cat([topk[name].image_index[maps].reshape(-1) for name, maps in group])
+        picked = pick(images, idx)
+        if chain:
+            try:
+                yield from _chain_group(model, picked, topk, group, lrn, guided, batch_size)
+                continue
+            except NotAChainError:
+                chain = False
+        yield from _autograd_group(model, picked, topk, group, lrn, guided, batch_size)

@@ -49,13 +49,17 @@ class Deconvnet:
     >>> p = dn.project_units("conv5", image_index, channels, ys, xs)   # Projections, RF frames
     >>> p.full()                                            # (U, 3, H, W), equal to project(...)
 
-    ``lrn``: as in :func:`project`. ``memory_mb``: working-set budget per batch of units.
+    ``lrn``: as in :func:`project`. ``memory_mb``: working-set budget per batch of units. ``guided=True``:
+    ``cache(images)`` also keeps each ReLU's mask (output > 0) and the LRN factors, so that
+    ``project_units(..., rule="guided", lrn="gradient")`` gives guided backprop (Springenberg et al. 2015).
     Raises :class:`NotAChainError` if the path to a layer is not a plain conv/relu/pool/LRN chain.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str | nn.Module], *, lrn: str = "identity",
-                 memory_mb: float = 192.0, call: int | None = None):
+                 memory_mb: float = 192.0, call: int | None = None, guided: bool = False):
         self.model = model
+        self.guided = bool(guided)
+        self.relu_mask: dict[int, torch.Tensor] = {}
         self.lrn = check_lrn(lrn)
         self.layers = list(layers)
         if not self.layers:
@@ -80,7 +84,7 @@ class Deconvnet:
 
     # -- forward ---------------------------------------------------------------------------------
     def _record(self, x: torch.Tensor) -> tuple[ChainRecorder, dict[str, torch.Tensor], dict[str, int]]:
-        rec = ChainRecorder(x, keep_lrn_inputs=self.lrn == "gradient")
+        rec = ChainRecorder(x, keep_lrn_inputs=self.lrn == "gradient" or self.guided, keep_relu_masks=self.guided)
         outs: dict[str, torch.Tensor] = {}
         ends: dict[str, int] = {}
         remaining = set(self.targets)
@@ -148,10 +152,13 @@ class Deconvnet:
             raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
         batch_size = int(batch_size)
         if units is not None:
+            if self.guided:
+                raise ValueError("units: a Deconvnet(guided=True) caches whole images only; call cache(images)")
             return self._cache_windows(images, units)
         self._boxes = self._box_image = None
         pools: dict[int, list] = {}
         lrns: dict[int, list] = {}
+        masks: dict[int, list] = {}
         acts: dict[str, list] = {}
         ops = None
         with hooks.eval_mode(self.model):
@@ -169,11 +176,14 @@ class Deconvnet:
                     pools.setdefault(i, []).append(t)
                 for i, t in rec.lrn_in.items():
                     lrns.setdefault(i, []).append(t)
+                for i, t in rec.relu_mask.items():
+                    masks.setdefault(i, []).append(t)
                 for name, t in outs.items():
                     acts.setdefault(name, []).append(t.detach())
         self.ops = ops
         self.pool_idx = {i: torch.cat(v) for i, v in pools.items()}
         self.lrn_in = {i: torch.cat(v, dim=1) for i, v in lrns.items()}
+        self.relu_mask = {i: torch.cat(v) for i, v in masks.items()}
         self.acts = {k: torch.cat(v) for k, v in acts.items()}
         self._finish(images)
         return self
@@ -306,13 +316,18 @@ class Deconvnet:
         return py.starts[0], px.starts[0], py.starts[0] + py.lengths[0], px.starts[0] + px.lengths[0]
 
     # -- backward --------------------------------------------------------------------------------
-    def _iter_units(self, layer, image_index, channels, ys, xs, values=None
-                           ) -> Iterator[tuple[torch.Tensor, Projections]]:
+    def _iter_units(self, layer, image_index, channels, ys, xs, values=None, rule: str = "deconvnet",
+                    lrn: str | None = None) -> Iterator[tuple[torch.Tensor, Projections]]:
         """Yield ``(positions in the input lists, Projections)`` batch by batch (same geometry per batch)."""
         name = self._name(layer)
         end = self.ends[name]
         acts = self.acts[name]
         dev = acts.device
+        lrn = self.lrn if lrn is None else check_lrn(lrn)
+        if rule not in ("deconvnet", "guided"):
+            raise ValueError(f"rule: expected 'deconvnet' or 'guided', got {rule!r}")
+        if (rule == "guided" or lrn != self.lrn) and not self.guided:
+            raise ValueError("rule='guided' / another lrn than the constructor's: build Deconvnet(guided=True)")
         n = torch.as_tensor(image_index, dtype=torch.long).reshape(-1).cpu()
         ch = torch.as_tensor(channels, dtype=torch.long).reshape(-1).cpu()
         yy = torch.as_tensor(ys, dtype=torch.long).reshape(-1).cpu()
@@ -358,7 +373,7 @@ class Deconvnet:
                                         max(px.lengths[0], 0)))
                 else:
                     g = backward.project_windows(self, end, py, px, nd, ch[part].to(dev), vals_all[part.to(dev)],
-                                                 sy_all[sl], sx_all[sl])
+                                                 sy_all[sl], sx_all[sl], rule=rule, lrn=lrn)
                 oy, ox = py.starts[0] - py.vstart, px.starts[0] - px.vstart
                 frame = g.new_zeros((len(part), g.shape[1], py.vlen, px.vlen))
                 frame[:, :, oy:oy + g.shape[2], ox:ox + g.shape[3]] = g
@@ -371,11 +386,14 @@ class Deconvnet:
                          "value": vals_all[part.to(dev)].detach().cpu()}
                 yield part, Projections(frame.contiguous(), top, left, self.image_size, units)
 
-    def project_units(self, layer, image_index, channels, ys, xs, values=None) -> Projections:
+    def project_units(self, layer, image_index, channels, ys, xs, values=None, *, rule: str = "deconvnet",
+                      lrn: str | None = None) -> Projections:
         """Projections of the units ``(image_index[j], channels[j], ys[j], xs[j])`` of ``layer``, in order.
 
         ``image_index`` indexes the images given to :meth:`cache`. ``values`` (optional) overrides the seed
-        values (default: the cached activations, i.e. the units' own values).
+        values (default: the cached activations, i.e. the units' own values). ``rule``: "deconvnet" or
+        "guided" (each ReLU's backward also masked by its forward output > 0; seed with ``values=1``);
+        ``lrn`` (default the constructor's): both need ``Deconvnet(guided=True)``.
         """
         name = self._name(layer)
         end = self.ends[name]
@@ -388,7 +406,7 @@ class Deconvnet:
         left = torch.zeros(u, dtype=torch.long)
         units = {k: torch.zeros(u, dtype=torch.long) for k in ("image_index", "channel", "y", "x")}
         units["value"] = torch.zeros(u, dtype=acts.dtype)
-        for part, p in self._iter_units(layer, image_index, channels, ys, xs, values):
+        for part, p in self._iter_units(layer, image_index, channels, ys, xs, values, rule, lrn):
             out[part.to(out.device)] = p.values
             top[part], left[part] = p.top, p.left
             for k, v in p.units.items():

@@ -84,7 +84,7 @@ def lrn_factors(a: torch.Tensor, size: int, alpha: float, beta: float, k: float)
 class ChainRecorder(TorchFunctionMode):
     """Records the conv/relu/pool/LRN chain from the input to the target layers during a real forward."""
 
-    def __init__(self, x: torch.Tensor, keep_lrn_inputs: bool):
+    def __init__(self, x: torch.Tensor, keep_lrn_inputs: bool, keep_relu_masks: bool = False):
         super().__init__()
         self.head = x
         self.chain_ids = {id(x)}
@@ -93,6 +93,8 @@ class ChainRecorder(TorchFunctionMode):
         self.pool_idx: dict[int, torch.Tensor] = {}
         self.lrn_in: dict[int, torch.Tensor] = {}
         self.keep_lrn_inputs = keep_lrn_inputs
+        self.relu_mask: dict[int, torch.Tensor] = {}  # keep_relu_masks: (N, H, W, C) bool, output > 0 (guided)
+        self.keep_relu_masks = keep_relu_masks
         self.paused = False  # set while the recorder's own hooks run tensor ops
 
     def _advance(self, out: torch.Tensor) -> None:
@@ -126,6 +128,8 @@ class ChainRecorder(TorchFunctionMode):
         if kind == "relu":
             with sanctioned():
                 out = func(*args, **kwargs)
+            if self.keep_relu_masks and out.ndim == 4:
+                self.relu_mask[len(self.ops)] = (out.detach() > 0).permute(0, 2, 3, 1).contiguous()
             self.ops.append(Op("relu", (c_in, h_in, w_in), tuple(out.shape[1:]), desc=name))
             self._advance(out)
             return out
