@@ -84,7 +84,11 @@ def deconv_tiles_checked(atlas: Path, model, x, layer: str, frames: str, maps: i
             full = project(model, x[t["image_index"]:t["image_index"] + 1], layer, [r["unit"]], [[t["y"], t["x"]]])[0]
             want = proj_tile(full[:, top:bottom, left:right])
             got = tile(atlas / r["images"]["deconv"], j, windows, ncol)
-            assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, (layer, r["unit"], j)
+            # JPEG (quality 90): a few grey levels on average, the same picture (a wrong projection: tens)
+            diff = np.abs(got.astype(float) - want.astype(float))
+            assert diff.mean() <= 3, (layer, r["unit"], j, diff.mean())
+            if want.std() > 10:
+                assert np.corrcoef(got.ravel(), want.ravel())[0, 1] >= 0.98, (layer, r["unit"], j)
             checked += 1
     return checked
 
@@ -216,7 +220,7 @@ def test_atlas_of_our_model_matches_an_independent_recomputation(ours, tmp_path)
     for layer, n in result["layers"].items():
         (tab,) = [a for a in arts if a.type == "run_table" and f"atlas{layer}" in a.name]
         pngs = [e.path for e in tab.manifest.contents if e.path.startswith("media/images/")]
-        assert len(pngs) == 2 * n and {p.rsplit("_", 1)[1] for p in pngs} == {"deconv.png", "patches.png"}
+        assert len(pngs) == 2 * n and {p.rsplit("_", 1)[1] for p in pngs} == {"deconv.jpg", "patches.jpg"}
     assert {(a.type, a.use_after_commit) for a in arts} >= {("atlas", False), ("model", True)}
     assert any(a.name == "model-zfnet" for a in arts)
 

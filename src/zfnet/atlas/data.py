@@ -24,7 +24,7 @@ def image_path(layer: str, unit: int, kind: str) -> str:
     """Where a unit's picture lies, relative to the atlas folder."""
     if kind not in IMAGE_KINDS:
         raise ValueError(f"kind: expected one of {IMAGE_KINDS}, got {kind!r}")
-    return f"img/{layer}/{int(unit):04d}_{kind}.png"
+    return f"img/{layer}/{int(unit):04d}_{kind}.jpg"
 
 
 def _num(v) -> float | None:

@@ -86,13 +86,16 @@ def run(cfg: DictConfig) -> dict:
     layers = atlas_layers(cfg, model)
     stream, names = ctx.stream, list(ctx.classes)
     stream.desc = "atlas: images"
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
+    seconds: dict[str, float] = {}  # wall
+    cpu: dict[str, float] = {}  # this process's CPU (every thread)
+    clock = (time.perf_counter(), time.process_time())
 
-    def lap(part: str) -> None:
+    def lap(part: str, minus: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Close the part ``part``; ``minus``: (wall, CPU) seconds inside it booked to another part."""
         nonlocal clock
-        now = time.perf_counter()
-        seconds[part] = round(now - clock, 2)
+        now = (time.perf_counter(), time.process_time())
+        seconds[part] = round(now[0] - clock[0] - minus[0], 2)
+        cpu[part] = round(now[1] - clock[1] - minus[1], 2)
         clock = now
 
     # 1. statistics and top-k: one pass
@@ -106,10 +109,12 @@ def run(cfg: DictConfig) -> dict:
 
     # 2. patches, deconvnet and guided backprop of every unit's top-k, chunk by chunk
     mean = ctx.mean.mean(dim=(1, 2))  # patches are crops: a per-channel mean to display them
+    writing = [0.0, 0.0]  # the pictures' encoding and writing, booked apart from the projections
     with bar(total=sum(chans.values()), desc="atlas: projections", unit="map") as progress:
         for chunk in project_top_units(model, stream, {l: stats[l].topk for l in layers}, lrn="identity", guided=True,
                                        max_units=int(a.max_units), batch_size=int(a.batch_size)):
             k = len(chunk.units["channel"]) // max(len(chunk.channels), 1)
+            start = (time.perf_counter(), time.process_time())
             cut = pics.in_image(chunk.deconv)  # each frame's part inside the image (the rest is zero)
             for i, c in enumerate(chunk.channels):
                 sl = range(i * k, (i + 1) * k)
@@ -119,8 +124,11 @@ def run(cfg: DictConfig) -> dict:
                     rel = data.image_path(chunk.layer, c, kind)
                     pics.grid_png([tiles[j][cut[j][1]] for j in sl], how, out / rel, mean=mean if how == "patch" else None)
                     imgs[(chunk.layer, c)][kind] = rel
+            writing[0] += time.perf_counter() - start[0]
+            writing[1] += time.process_time() - start[1]
             progress.update(len(chunk.channels))
-    lap("projections")
+    lap("projections", minus=tuple(writing))
+    seconds["pictures"], cpu["pictures"] = round(writing[0], 2), round(writing[1], 2)
 
     # 3. synthesis within its budget
     from omegaconf import OmegaConf
@@ -202,7 +210,8 @@ def run(cfg: DictConfig) -> dict:
                   model_artifact=(model_artifact_name(cfg, "train"), "model", [Path(v.checkpoint)]) if own else None,
                   metadata={"layers": {l: chans[l] for l in layers}, "images": n_images})
         tracker.summary({**{f"atlas/seconds/{p}": t for p, t in seconds.items()},
+                         **{f"atlas/cpu_seconds/{p}": t for p, t in cpu.items()},
                          **{f"atlas/{l}/units": chans[l] for l in layers}})
-    log.info("atlas: %d units of %d layers over %d images in %s", sum(chans.values()), len(layers), n_images,
-             ", ".join(f"{p} {t:.1f} s" for p, t in seconds.items()))
-    return {"layers": chans, "images": n_images, "seconds": seconds}
+    log.info("atlas: %d units of %d layers over %d images in %s (wall; CPU)", sum(chans.values()), len(layers),
+             n_images, ", ".join(f"{p} {t:.1f} s; {cpu[p]:.1f} s" for p, t in seconds.items()))
+    return {"layers": chans, "images": n_images, "seconds": seconds, "cpu_seconds": cpu}
