@@ -37,7 +37,7 @@ QUALITY = 90
 def save_jpeg(img: np.ndarray, path: str | Path) -> Path:
     """``img`` (h, w, 3) uint8 as a baseline JPEG at ``path``, atomically."""
     with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="JPEG", quality=QUALITY)
+        Image.fromarray(img).save(tmp, format="JPEG", quality=QUALITY, subsampling=0)  # 4:4:4: no chroma blur
     return Path(path)
 
 
