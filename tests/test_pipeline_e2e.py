@@ -171,6 +171,12 @@ def test_summary_run_holds_every_table_and_the_key_figures(pipeline_run):
         for want, got in zip(rows, logged["data"]):
             assert all(_cell_matches(t, v) for t, v in zip(want, got, strict=True)), (key, want, got)
 
+    # the unit atlas: a table per layer, one row per unit, its pictures as images
+    for layer in json.loads((work / "reports/atlas/data/atlas.json").read_text())["layers"]:
+        assert history[f"atlas/{layer['name']}._type"] == "table-file", layer
+        logged = json.loads((run_dir / "files" / history[f"atlas/{layer['name']}.path"]).read_text())
+        assert len(logged["data"]) == layer["units"] and logged["columns"][:3] == ["unit", "deconv", "patches"]
+
     table2 = json.loads((run_dir / "files" / history["tables/table2_imagenet.path"]).read_text())
     metrics = json.loads((work / "metrics/train.json").read_text())
     ours, paper = (dict(zip(table2["columns"], row)) for row in table2["data"])

@@ -1,5 +1,5 @@
-"""The W&B summary run that mirrors the report: every table, every figure, the provenance, the reduced
-run's departures, the training metrics and the report folder."""
+"""The W&B summary run that mirrors the report: every table, every figure, the unit atlas's tables, the
+provenance, the reduced run's departures, the training metrics and the report folder."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def figure_keys(group: str, paths: Sequence[Path]) -> dict[str, Path]:
 
 def log_summary(tracker, cfg, report: Path | None = None) -> dict[str, list[str]]:
     """Log every table (``tables/<stem>``: Tables 1-7 and the claims, a ``wandb.Table`` with the CSV's
-    columns, ours beside the paper's), every figure the report shows (``figures/<group>/<name>``, each
+    columns, ours beside the paper's; ``atlas/<layer>``: the unit atlas, when there is one), every figure the report shows (``figures/<group>/<name>``, each
     group of ``all_figure_groups``, so figures of stages added later appear by themselves; raster images,
     SVGs travel in the artifact), the provenance (a table, and the W&B group, git revision and report path
     in the run summary, linking the dashboard back to the report), the reduced run's departures from the paper's
@@ -34,6 +34,11 @@ def log_summary(tracker, cfg, report: Path | None = None) -> dict[str, list[str]
     for stem, (_path, frame) in collect.tables(cfg).items():
         tracker.table(f"tables/{stem}", frame)
         logged["tables"].append(f"tables/{stem}")
+    atlas = cfg.get("atlas")
+    if atlas is not None:  # the unit atlas: a table per layer (``atlas/<layer>``), when the atlas stage ran
+        from zfnet.atlas.wandb_tables import log_tables, read_layers
+
+        logged["tables"] += log_tables(tracker, atlas.out_dir, read_layers(atlas.out_dir))
     images = {}
     groups = collect.all_figure_groups(cfg)
     notes = collect.all_group_notes(cfg, list(groups))
