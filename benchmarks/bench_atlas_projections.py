@@ -31,7 +31,7 @@ and conv1^T after unpooling) dense against the gathered form.
 
     .venv/bin/python benchmarks/bench_atlas_projections.py [--rounds 3] [--images 200] [--idle-wait 20]
 
-Writes ``benchmarks/results/atlas_projections.json``. About 6 minutes on 2 busy CPU cores with the defaults.
+Writes ``benchmarks/results/atlas_projections.json`` (``atlas_projections_trained.json`` with ``--checkpoint``). About 6 minutes on 2 busy CPU cores with the defaults.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from _common import LOG, interleaved, machine, median_ratio, save  # noqa: E402
 
 from zfnet.analysis.deconvnet import Deconvnet, backward, project_top_units, project_units  # noqa: E402
 from zfnet.analysis.topk import top_activations  # noqa: E402
+from zfnet.models.weights import load_model  # noqa: E402
 from zfnet.models.zfnet import build  # noqa: E402
 
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -174,13 +175,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", default="1,2", help="torch intra-op thread counts, comma-separated")
     ap.add_argument("--idle-wait", type=float, default=20.0, help="max seconds to wait for a quiet machine per call")
+    ap.add_argument("--checkpoint", help="a trained model (model.pt) instead of random weights, e.g. the demo's "
+                    "models/zfnet/model.pt")
+    ap.add_argument("--prepared", help="a prepare stage's folder (data/prepared): its first --images validation "
+                    "images, as the network sees them, instead of random ones")
     args = ap.parse_args()
     _common.IDLE_WAIT_S = args.idle_wait
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = build("zfnet", 10, width=0.5, input_size=112).eval()
+    model = (load_model(args.checkpoint) if args.checkpoint else build("zfnet", 10, width=0.5, input_size=112)).eval()
     g = torch.Generator().manual_seed(1)
-    images = torch.randn(args.images, 3, 112, 112, generator=g) * 50
+    if args.prepared:
+        from zfnet.stages.visualize.stream import ValidationStream
+
+        images = ValidationStream(args.prepared, 112, args.images, 64).head(args.images)[0]
+    else:
+        images = torch.randn(args.images, 3, 112, 112, generator=g) * 50
     topk = top_activations(model, images, LAYERS, k=args.k)
     units = {layer: topk[layer].values.numel() for layer in LAYERS}
     rel = check_values(model, images, topk)
@@ -190,9 +200,11 @@ def main() -> None:
     probe = probe_big_ops(model, images, topk)
 
     result = {"benchmark": "atlas projections: top-9 units of every map of conv1..conv5 of the demo model (width 0.5, "
-                           "112 px, random weights), project_top_units against the per-map project_units loop",
-              "config": {"model": "zfnet width 0.5, input 112, random weights (seed 0), eval", "images": args.images,
-                         "image_pixels": "N(0, 50^2), seed 1", "k": args.k, "units": units,
+                           f"112 px, {'trained' if args.checkpoint else 'random'} weights), project_top_units against the per-map project_units loop",
+              "config": {"model": args.checkpoint or "zfnet width 0.5, input 112, random weights (seed 0), eval",
+                         "images": args.images,
+                         "image_pixels": f"{args.prepared}: validation, centre crop minus the mean" if args.prepared
+                         else "N(0, 50^2), seed 1", "k": args.k, "units": units,
                          "units_total": sum(units.values()), "rounds": args.rounds, "torch": torch.__version__,
                          "cpu": platform.machine()},
               "values_max_rel_diff": rel, "threads": {}}
@@ -233,7 +245,7 @@ def main() -> None:
     result["zero_skipping_probe"] = probe
     result["machine"] = machine()
     result["log"] = LOG
-    save("atlas_projections", result)
+    save("atlas_projections_trained" if args.checkpoint else "atlas_projections", result)
 
 
 if __name__ == "__main__":

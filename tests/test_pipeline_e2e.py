@@ -82,7 +82,9 @@ def test_outputs(pipeline_run):
     assert atlas["images"] == 12 and (work / "reports/atlas/index.html").is_file()
     for layer in atlas["layers"]:
         units = json.loads((work / "reports/atlas" / layer["file"]).read_text())["units"]
-        assert len(units) == layer["units"] and all(u["concept"] for u in units)
+        # the dissect stage's concept of every unit (none for a unit that overlaps no concept: IoU 0)
+        assert len(units) == layer["units"] and all(u["concept"] or u["iou"] == 0 for u in units)
+        assert sum(bool(u["concept"]) for u in units) > len(units) // 2
         for u in units:
             assert all((work / "reports/atlas" / p).stat().st_size > 0 for p in u["images"].values() if p)
 

@@ -22,15 +22,16 @@ def describes_same_model(visualize: Mapping, dissect: Mapping) -> bool:
         if dissect.get(key) and visualize.get(key) else dissect.get(key) == visualize.get(key)
 
 
-def unit_concepts(units_csv: str | Path, layers: Sequence[str]) -> dict[str, dict[int, tuple[str, float]]] | None:
+def unit_concepts(units_csv: str | Path, layers: Sequence[str]) -> dict[str, dict[int, tuple[str | None, float]]] | None:
     """``{layer: {unit: (concept, iou)}}`` from ``units_csv``; None when the file is missing or lacks one of
     ``layers`` (another dissection, not this atlas's)."""
     path = Path(units_csv)
     if not path.is_file():
         return None
-    found: dict[str, dict[int, tuple[str, float]]] = {}
+    found: dict[str, dict[int, tuple[str | None, float]]] = {}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             if row["layer"] in layers:
-                found.setdefault(row["layer"], {})[int(row["unit"])] = (row["label"], float(row["iou"]))
+                # no label: the unit overlaps no concept (IoU 0 with each); its concept is null, its IoU 0
+                found.setdefault(row["layer"], {})[int(row["unit"])] = (row["label"] or None, float(row["iou"]))
     return found if set(layers) <= set(found) else None

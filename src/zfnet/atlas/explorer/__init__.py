@@ -119,7 +119,9 @@ def _unit_page(atlas: dict, layer: str, units: list[dict], i: int) -> dict:
     stats = [("mean activation", _fmt(u.get("mean"))), ("max activation", _fmt(u.get("max"))),
              ("fire rate", _fmt(u.get("fire_rate"), ".3g")), ("class selectivity", _fmt(u.get("selectivity"), ".3g")),
              ("top class", _text(u.get("top_class")) or NOT_COMPUTED),
-             ("concept", _text(u.get("concept")) or NOT_COMPUTED), ("IoU", _fmt(u.get("iou"), ".3g")),
+             ("concept", _text(u.get("concept"))
+              or (NOT_COMPUTED if u.get("iou") is None else "none (no concept overlaps)")),
+             ("IoU", _fmt(u.get("iou"), ".3g")),
              ("ablation drop (top-1 accuracy lost when the unit alone is zeroed)", _fmt(u.get("ablation"), ".4f"))]
     return {
         "title": f"{layer} unit {u['unit']}", "layer": layer, "unit": u["unit"], "position": i + 1, "count": len(units),
