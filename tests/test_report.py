@@ -176,10 +176,16 @@ def test_report_of_a_pipeline_run_in_headless_chromium(tiny_pipeline, tmp_path):
     check = check_report(index, shot)
     print(f"\nscreenshot of the report: {shot}")
     assert not check.problems, "\n".join(check.problems)
-    pages = {p.name for p in check.pages}
+    reports = (tiny_pipeline.work / "reports").resolve()
+    pages = {p.name for p in check.pages if p.relative_to(reports).parts[0] != "atlas"}
     figures = figure_index(tiny_pipeline.work / "reports/figures")
     folders = OmegaConf.load(tiny_pipeline.work / "params.yaml").report.figure_folders  # other stages' figures
     assert pages == {"index.html"} | {f"{Path(f).name}.html" for f in folders} | {f"{group}.html" for group in figures}
+    # the unit atlas, reached from the report's link: its index, every layer's page and every unit's page
+    atlas = json.loads((reports / "atlas/data/atlas.json").read_text())
+    want = {"atlas/index.html"} | {f"atlas/{layer['name']}.html" for layer in atlas["layers"]} | {
+        f"atlas/units/{layer['name']}/{u}.html" for layer in atlas["layers"] for u in range(layer["units"])}
+    assert {p.relative_to(reports).as_posix() for p in check.pages if p.relative_to(reports).parts[0] == "atlas"} == want
     shown = {Path(unquote(urlsplit(img["url"]).path)).resolve() for imgs in check.images.values() for img in imgs}
     assert shown >= {(tiny_pipeline.work / p).resolve() for paths in figures.values() for p in paths}
     assert any(href.endswith("table3_ablation.csv") for href in check.links[index.resolve()])
