@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,21 @@ def fake_atlas(root: Path) -> Path:
                      "ablation": "most units", "dissection": "<no probe set>"},
         "report": "../index.html"}))
     return atlas
+
+
+class Dom(HTMLParser):
+    """An HTML page as the browser's parser sees it: start tags (name, attributes) in order, and the text
+    (entities decoded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def find(self, tag, **attrs):
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]

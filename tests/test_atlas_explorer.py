@@ -12,27 +12,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from helpers import ATLAS_MARKUP_CLASS, fake_atlas
+from helpers import ATLAS_MARKUP_CLASS, Dom, fake_atlas
 from zfnet.atlas.explorer import write_explorer
 
 SORT_KEYS = ("mean", "max", "fire_rate", "selectivity", "iou", "ablation")
-
-
-class Dom(HTMLParser):
-    """Start tags (name, attributes) in order, and the text (entities decoded)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags, self.text = [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def find(self, tag, **attrs):
-        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
 
 
 def dom(page: Path) -> Dom:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from browser import check_report
-from helpers import offline_records
+from helpers import Dom, offline_records
 from helpers import figure_index
 from zfnet.stages.report import run as report_stage
 
@@ -192,20 +192,6 @@ def test_report_of_a_pipeline_run_in_headless_chromium(tiny_pipeline, tmp_path):
     picture = np.asarray(Image.open(shot).convert("L"))
     assert picture.shape[0] > 1000 and picture.shape[1] >= 1000 and picture.std() > 10  # a whole page, not blank
     shutil.copy(shot, tiny_pipeline.work.parent / "report.png")  # kept beside the pipeline run's copy
-
-
-class Dom(HTMLParser):
-    """Every start tag (name, attributes) and the text, as the browser's parser sees them."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags, self.text = [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
 
 
 def test_markup_in_any_input_is_shown_as_text(outputs):

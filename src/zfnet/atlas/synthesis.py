@@ -5,29 +5,17 @@ param, seed, threads). Each objective has its own seed, so an image does not dep
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from zfnet.analysis.synthesis import channel, maximize
+from zfnet.analysis.synthesis import channel, maximize, threads as torch_threads
 
 __all__ = ["OPTIONS", "synthesize_units"]
 
 #: the keys of ``visualize.synthesis`` the atlas's synthesis uses
 OPTIONS = ("lr", "l2", "tv", "jitter", "rotate", "blur_every", "param", "seed")
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def synthesize_units(model: nn.Module, units: Mapping[str, Sequence[int]], *, size: int, steps: int,
@@ -36,7 +24,7 @@ def synthesize_units(model: nn.Module, units: Mapping[str, Sequence[int]], *, si
     """``(layer, channels, images (len(channels), 3, size, size))`` per batch of at most ``batch_size``
     objectives, layer by layer in the order of ``units`` (``{layer: [channel, ...]}``)."""
     opts = {key: options[key] for key in OPTIONS}
-    with _threads(threads):
+    with torch_threads(threads):
         for layer, chans in units.items():
             chans = [int(c) for c in chans]
             for s in range(0, len(chans), batch_size):

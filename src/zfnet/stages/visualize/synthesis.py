@@ -4,7 +4,6 @@ models, the deconv part's Fig. 2 maps synthesized beside their Fig. 2 rows, inve
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -55,18 +54,6 @@ def run(ctx) -> dict[str, list[str]]:
                       fig2_rows=rows, progress=True)
 
 
-@contextlib.contextmanager
-def _threads(n: int | None):
-    """torch's intra-op threads set to ``n`` for the block (None: unchanged), restored after."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _num_classes(model: nn.Module, images: torch.Tensor) -> int:
     from zfnet.analysis import hooks
 
@@ -111,7 +98,9 @@ def synthesize(model: nn.Module, images: torch.Tensor, out_dir: str | Path, cfg_
     c = {**DEFAULTS, **{k: v for k, v in dict(cfg_section or {}).items() if v is not None or k == "threads"}}
     if not c["enabled"]:
         return {}
-    with _threads(c["threads"]):
+    from zfnet.analysis.synthesis import threads
+
+    with threads(c["threads"]):
         return _export(model, images, Path(out_dir) / "synthesis", c, maps_by_layer, class_names, mean, fig2_rows,
                        progress)
 
