@@ -34,11 +34,16 @@ def _num(v) -> float | None:
     return None if not math.isfinite(v) else float(f"{v:.6g}")
 
 
+def _class_name(label: int, names: Sequence[str]) -> str:
+    """A label's class name (its number where the names do not reach)."""
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
 def top_classes(labels: Sequence[int], names: Sequence[str]) -> list[list]:
     """``[[class name, count], ...]`` of the top images' labels, most frequent first (ties: first seen)."""
     counts = Counter(int(l) for l in labels if int(l) >= 0)
     order = sorted(counts, key=lambda l: (-counts[l], list(labels).index(l)))
-    return [[names[l] if l < len(names) else str(l), counts[l]] for l in order]
+    return [[_class_name(l, names), counts[l]] for l in order]
 
 
 def unit_record(unit: int, *, mean, max, fire_rate, selectivity, top: Sequence[Mapping], names: Sequence[str],
@@ -55,7 +60,7 @@ def unit_record(unit: int, *, mean, max, fire_rate, selectivity, top: Sequence[M
         "concept": concept, "iou": _num(iou), "ablation": _num(ablation),
         "images": {kind: images.get(kind) for kind in IMAGE_KINDS},
         "top": [{"image_index": int(t["image_index"]),
-                 "class": (names[int(t["label"])] if 0 <= int(t["label"]) < len(names) else str(int(t["label"]))),
+                 "class": _class_name(int(t["label"]), names),
                  "value": _num(t["value"]), "y": int(t["y"]), "x": int(t["x"]),
                  "window": [int(w) for w in t["window"]]} for t in top],
         "report_links": [dict(link) for link in report_links],

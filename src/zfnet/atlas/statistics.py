@@ -28,7 +28,7 @@ from torch import nn
 from zfnet.analysis import hooks
 from zfnet.analysis.topk import RunningTopK, TopK, _per_image_max
 
-__all__ = ["LayerStats", "labelled_batches", "selectivity_index", "top_classes", "unit_statistics"]
+__all__ = ["LayerStats", "labelled_batches", "selectivity_index", "unit_statistics"]
 
 
 class LayerStats(NamedTuple):
@@ -140,11 +140,3 @@ def unit_statistics(model: nn.Module, stream, layers: Sequence[str], *, n_classe
             class_mean=class_mean, selectivity=selectivity_index(class_mean))
     return out
 
-
-def top_classes(stats: LayerStats, channel: int) -> list[tuple[int, int]]:
-    """``[(class, count), ...]`` of one map's top-k images, most frequent first (ties: lower class first)."""
-    labels = [int(v) for v in stats.top_labels[channel].tolist() if v >= 0]
-    counts: dict[int, int] = {}
-    for v in labels:
-        counts[v] = counts.get(v, 0) + 1
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -13,10 +13,11 @@ the work the loop repeats:
 * the backward: all units of a chunk go to the fast engine at once (:class:`Deconvnet`, units of the same
   receptive-field geometry batched across maps and images, dense transposed convolutions on windows).
 
-Zero skipping (sparse transposed convolutions after unpooling) was measured and left out: after unpooling
-a multi-channel signal almost every position holds some non-zero channel, so gathering non-zero columns
-skips nothing, and element-wise sparse products run slower than the dense GEMMs (see
-``benchmarks/bench_atlas_projections.py``, ``arithmetic``).
+Zero skipping: the engine's backward gathers the non-zero positions of every unit into one GEMM only where
+the measured density makes that faster (:func:`zfnet.analysis.deconvnet.backward.skip_zeros`: about 10% on
+conv5, nothing lower): after unpooling a multi-channel signal most positions hold some non-zero channel, and
+element-wise sparse products run slower than the dense GEMMs (``benchmarks/bench_atlas_projections.py``,
+``arithmetic``).
 
 Guided backprop (Springenberg et al. 2015) runs on the same engine: the deconvnet's backward with each
 ReLU's backward also masked by its forward output > 0, seeded with 1, the LRN by its true gradient (as
