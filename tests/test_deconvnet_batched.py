@@ -168,20 +168,33 @@ def test_errors_name_the_argument():
         list(project_top_units(model, x, topk, max_units=0))
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_zero_skipping_equals_conv_transpose(stride):
-    """The gathered transposed convolution (non-zero columns only, index_add_ in chunks) against torch's."""
-    from zfnet.analysis.deconvnet import backward
+@pytest.mark.parametrize("stride, kernel, c_out", [((1, 1), (3, 3), 5), ((2, 2), (7, 7), 3), ((2, 1), (5, 4), 48)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_conv_transpose_equals_torch(stride, kernel, c_out, dtype):
+    """The element-sparse transposed convolution against torch's dense one: zero units, zero positions, zero
+    elements and dense ones; channels-last or not; the same bytes at 1 and 2 threads."""
+    from zfnet.analysis.deconvnet import sparse
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 16, 7, 6, generator=g, dtype=DT)
-    x = x * (torch.rand(3, 1, 7, 6, generator=g) > 0.6)  # whole columns zero
-    x[torch.rand(3, 16, 7, 6, generator=g) < 0.5] = 0  # and elements
-    w = torch.randn(16, 5, 3, 3, generator=g, dtype=DT)
+    x = torch.randn(4, 16, 7, 6, generator=g, dtype=dtype)
+    x = x * (torch.rand(4, 1, 7, 6, generator=g) > 0.4)  # whole positions zero
+    x[torch.rand(4, 16, 7, 6, generator=g) < 0.7] = 0  # and elements
+    x[1] = 0  # a unit with nothing
+    x[2] = torch.randn(16, 7, 6, generator=g, dtype=dtype)  # a dense one
+    w = torch.randn(16, c_out, *kernel, generator=g, dtype=dtype)
     ref = torch.nn.functional.conv_transpose2d(x, w, stride=stride)
-    old = backward.SKIP_CHUNK
+    threads = torch.get_num_threads()
     try:
-        backward.SKIP_CHUNK = 5 * 9 * 4  # several chunks
-        out = backward.skip_zeros(x, w, (stride, stride), (x != 0).any(1))
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+                outs.append(sparse.conv_transpose(inp, w, stride))
     finally:
-        backward.SKIP_CHUNK = old
-    assert out.shape == ref.shape and rel(out, ref) < 1e-14
+        torch.set_num_threads(threads)
+    tol = 1e-6 if dtype == torch.float32 else 1e-14
+    for out in outs:
+        assert out.shape == ref.shape and out.dtype == dtype and rel(out, ref) < tol
+        assert torch.equal(out, outs[0])
+    assert float(outs[0][1].abs().max()) == 0.0
+    assert sparse.wins(x[:2], 1, (1, 1)) and not sparse.wins(x[2:3], 1, (1, 1))
+    assert not sparse.wins(x[:2], 2, (1, 1)) and not sparse.wins(x[:2].half(), 1, (1, 1))

@@ -16,7 +16,8 @@ The package (the gradient family: deconvnet, guided backprop, saliency, and the 
   of other nonlinearities (named by module path);
 * ``engine``: the fast engine for many units on plain conv/ReLU/pool/LRN chains (:class:`Deconvnet`,
   receptive-field windows, cached switches), with ``recorder`` (the chain recorded from a forward),
-  ``backward`` (its steps down one op on windows) and ``projections`` (its output :class:`Projections`,
+  ``backward`` (its steps down one op on windows; on a CPU, ``sparse``: transposed convolutions and unpooling
+  that touch only non-zero elements) and ``projections`` (its output :class:`Projections`,
   receptive-field frames); the chain model and window arithmetic: :mod:`zfnet.analysis.chain`;
 * ``batched``: :func:`project_top_units`, the top-k units of every map of whole layers (deconvnet and guided
   backprop, batched across units and maps, one forward per image), in :class:`UnitProjections` chunks;

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from zfnet.analysis.chain import Op, input_span
+from zfnet.analysis.deconvnet import sparse
 
 
 def project_windows(dn, end, py, px, n, ch, vals, sy, sx, rule: str = "deconvnet", lrn: str | None = None
@@ -49,10 +50,14 @@ def project_windows(dn, end, py, px, n, ch, vals, sy, sx, rule: str = "deconvnet
                 cols = sx[:, i, None] + torch.arange(px.lengths[i], device=dev)
                 g = lrn_grad(g, dn.lrn_in[i], op.lrn, n, rows, cols)
         elif op.kind == "pool":
-            rows = sy[:, i + 1, None] + torch.arange(py.lengths[i + 1], device=dev)
-            cols = sx[:, i + 1, None] + torch.arange(px.lengths[i + 1], device=dev)
-            g = unpool(g, dn.pool_idx[i], op.s, n, rows, cols, py.conv_off[i], px.conv_off[i], py.lengths[i],
-                       px.lengths[i])
+            if sparse.runs_on(g):
+                g = sparse.unpool(g, dn.pool_idx[i], op.s, n, sy[:, i + 1].contiguous(), sx[:, i + 1].contiguous(),
+                                  py.conv_off[i], px.conv_off[i], py.lengths[i], px.lengths[i])
+            else:
+                rows = sy[:, i + 1, None] + torch.arange(py.lengths[i + 1], device=dev)
+                cols = sx[:, i + 1, None] + torch.arange(px.lengths[i + 1], device=dev)
+                g = unpool(g, dn.pool_idx[i], op.s, n, rows, cols, py.conv_off[i], px.conv_off[i], py.lengths[i],
+                           px.lengths[i])
         elif op.kind == "conv":
             g = conv_transpose(g.contiguous(memory_format=torch.channels_last), op, dn.polyphase, i)
             oy, ox = py.conv_off[i], px.conv_off[i]
@@ -75,24 +80,14 @@ def window_bytes(ops, end, py, px, dtype) -> float:
     return worst * (3 * esz + 16)
 
 
-# Zero skipping: one index_add_ element costs about this many GEMM multiply-adds on a CPU (measured, 1 thread,
-# benchmarks/bench_atlas_projections.py "zero_skipping"): the gathered form wins where
-# density * (1 + SCATTER_COST / C_out) < 1, i.e. on the deep layers' windows (many positions all zero),
-# never after an unpooling of many channels (almost every position holds some non-zero channel)
-SCATTER_COST = 160.0
-SKIP_CHUNK = 1 << 22  # index_add_ elements per chunk (memory: 12 bytes each)
-
-
 def conv_transpose(g: torch.Tensor, op: Op, poly: dict, key) -> torch.Tensor:
     """The transposed convolution of ``op`` (no bias) on ``g``; ``poly`` caches polyphase weights by ``key``.
 
-    Where few positions of ``g`` hold any non-zero channel, only those columns are multiplied (one GEMM over
-    every unit's non-zero columns) and their patches scatter-added into the output (:func:`skip_zeros`)."""
+    On a CPU, where few elements of ``g`` are non-zero (after unpooling and rectification: most), only those
+    are multiplied (:func:`zfnet.analysis.deconvnet.sparse.conv_transpose`)."""
     w = op.weight.to(g.dtype)
-    if op.groups == 1 and op.dilation == (1, 1) and op.in_shape[0] > 8:
-        nz = (g != 0).any(1)
-        if float(nz.sum()) < nz.numel() / (1.0 + SCATTER_COST / g.shape[1]):
-            return skip_zeros(g, w, op.s, nz)
+    if sparse.wins(g, op.groups, op.dilation):
+        return sparse.conv_transpose(g, w, op.s)
     if op.groups == 1 and op.dilation == (1, 1) and op.s != (1, 1) and op.in_shape[0] <= 8:
         # few output channels (RGB): the polyphase form runs as an ordinary conv with good GEMM shapes
         if key not in poly or poly[key][0].dtype != g.dtype:
@@ -103,28 +98,6 @@ def conv_transpose(g: torch.Tensor, op: Op, poly: dict, key) -> torch.Tensor:
         r = F.pixel_shuffle(r, op.s[0]) if op.s[0] == op.s[1] else _interleave(r, op.s)
         return r[..., : (h - 1) * op.s[0] + op.k[0], : (w_ - 1) * op.s[1] + op.k[1]]
     return F.conv_transpose2d(g, w, stride=op.s, dilation=op.dilation, groups=op.groups)
-
-
-def skip_zeros(g: torch.Tensor, w: torch.Tensor, s: tuple[int, int], nz: torch.Tensor) -> torch.Tensor:
-    """``conv_transpose2d(g, w, stride=s)`` over the positions ``nz`` (U, h, w) only (elsewhere g is zero):
-    the non-zero columns of every unit gathered, one GEMM (nnz, C_out) @ (C_out, C_in k k), the patches
-    scatter-added into the (U, C_in, H, W) output with ``index_add_`` in chunks."""
-    u, c, h, w_ = g.shape
-    cin, kh, kw = w.shape[1:]
-    hh, ww = (h - 1) * s[0] + kh, (w_ - 1) * s[1] + kw
-    dev = g.device
-    uu, yy, xx = nz.nonzero(as_tuple=True)
-    offs = ((torch.arange(cin, device=dev)[:, None, None] * hh + torch.arange(kh, device=dev)[None, :, None]) * ww
-            + torch.arange(kw, device=dev)[None, None, :]).reshape(-1)
-    base = (uu * (cin * hh) + yy * s[0]) * ww + xx * s[1]
-    wm = w.reshape(c, -1)
-    out = g.new_zeros(u * cin * hh * ww)
-    step = max(1, SKIP_CHUNK // offs.numel())
-    for a in range(0, len(uu), step):
-        sl = slice(a, a + step)
-        patches = g[uu[sl], :, yy[sl], xx[sl]] @ wm  # (n, C_in k k)
-        out.index_add_(0, (base[sl, None] + offs).reshape(-1), patches.reshape(-1))
-    return out.view(u, cin, hh, ww)
 
 
 def unpool(g: torch.Tensor, switches: torch.Tensor, stride: tuple[int, int], n, rows, cols, off_y: int,

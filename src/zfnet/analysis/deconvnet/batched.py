@@ -13,11 +13,10 @@ the work the loop repeats:
 * the backward: all units of a chunk go to the fast engine at once (:class:`Deconvnet`, units of the same
   receptive-field geometry batched across maps and images, dense transposed convolutions on windows).
 
-Zero skipping: the engine's backward gathers the non-zero positions of every unit into one GEMM only where
-the measured density makes that faster (:func:`zfnet.analysis.deconvnet.backward.skip_zeros`: about 10% on
-conv5, nothing lower): after unpooling a multi-channel signal most positions hold some non-zero channel, and
-element-wise sparse products run slower than the dense GEMMs (``benchmarks/bench_atlas_projections.py``,
-``arithmetic``).
+Zero skipping: on a CPU the engine's backward multiplies only the non-zero elements of the signal
+(:mod:`zfnet.analysis.deconvnet.sparse`; after unpooling and rectification about 6% of them on the demo model),
+for the loop of :func:`~zfnet.analysis.deconvnet.units.project_units` too: what this function adds is the shared
+forward and the batching (``benchmarks/bench_atlas_projections.py``).
 
 Guided backprop (Springenberg et al. 2015) runs on the same engine: the deconvnet's backward with each
 ReLU's backward also masked by its forward output > 0, seeded with 1, the LRN by its true gradient (as
@@ -31,7 +30,8 @@ backward), full-image frames.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,14 +56,18 @@ class UnitProjections:
     ``units``: image_index (stream index; -1 where the map has fewer than k images: a zero projection),
     channel, y, x, value, each (len(channels) * k,). ``deconv`` / ``guided``: the projections (receptive-field
     frames, or full frames on the autograd fallback); ``patches`` (U, 3, h, w): the input windows under
-    ``deconv``'s frames (zero outside the image)."""
+    ``deconv``'s frames (zero outside the image), cut on first access (by ``cut_patches``)."""
 
     layer: str
     channels: list[int]
     units: dict[str, torch.Tensor]
     deconv: Projections
     guided: Projections | None
-    patches: torch.Tensor
+    cut_patches: Callable[[], torch.Tensor]
+
+    @functools.cached_property
+    def patches(self) -> torch.Tensor:
+        return self.cut_patches()
 
 
 def _chunks(topk: Mapping[str, TopK], channels, max_units: int) -> list[tuple[str, list[int]]]:
@@ -118,6 +122,16 @@ def _fill(p: Projections, valid: torch.Tensor, u: int, frame: tuple[int, int, in
     return Projections(vals, top, left, size, {})
 
 
+def _cut(d: Projections, images: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The image patches under ``d``'s frames (zero where a map had no image)."""
+    if bool(valid.all()):
+        return d.crop(images, rows)
+    out = images.new_zeros((len(valid), images.shape[1], *d.values.shape[-2:]))
+    sel = valid.nonzero().reshape(-1)
+    out[sel] = Projections(d.values[sel], d.top[sel], d.left[sel], d.image_size).crop(images, rows)
+    return out
+
+
 def _chain_group(model, picked: IndexedImages, topk, group, lrn, guided, batch_size
                  ) -> Iterator[UnitProjections]:
     layers = list(dict.fromkeys(name for name, _ in group))
@@ -133,18 +147,14 @@ def _chain_group(model, picked: IndexedImages, topk, group, lrn, guided, batch_s
         units["value"][valid] = d.units["value"]
         g = dn.project_units(name, rows, c, y, x, torch.ones(len(rows)), rule="guided", lrn="gradient") \
             if guided else None
-        patches = d.crop(picked.images, rows)
         frame = tuple(d.values.shape[1:])
         d = _fill(d, valid, len(valid), frame, size)
         if not bool(valid.all()):
-            full = patches.new_zeros((len(valid), *patches.shape[1:]))
-            full[valid] = patches
-            patches = full
             g = None if g is None else _fill(g, valid, len(valid), frame, size)
         d.units = units
         if g is not None:
             g.units = units
-        yield UnitProjections(name, list(maps), units, d, g, patches)
+        yield UnitProjections(name, list(maps), units, d, g, functools.partial(_cut, d, picked.images, rows, valid))
 
 
 def _autograd_group(model, picked: IndexedImages, topk, group, lrn, guided, batch_size
@@ -171,7 +181,7 @@ def _autograd_group(model, picked: IndexedImages, topk, group, lrn, guided, batc
         patches = torch.zeros_like(outs["deconv"])
         sel = torch.tensor(valid, dtype=torch.long)
         patches[sel] = picked.images[picked.rows(units["image_index"][sel])].to(patches.dtype)
-        yield UnitProjections(name, list(maps), units, proj["deconv"], proj.get("guided"), patches)
+        yield UnitProjections(name, list(maps), units, proj["deconv"], proj.get("guided"), lambda p=patches: p)
 
 
 def project_top_units(model: nn.Module, images, topk: Mapping[str, TopK], *,

@@ -15,7 +15,8 @@ Details that make it fast on a CPU (``benchmarks/bench_deconvnet.py``): the cach
 plain forward (small batches, which stay in the CPU's caches; pools run channels-last, several times faster
 on the CPU with the same maxima and switches; switches stored as uint8 offsets inside their pool window,
 computed in int32 without divisions); the backward steps on windows (:mod:`zfnet.analysis.deconvnet.backward`) keep
-tensors channels-last so oneDNN runs the transposed convolutions, and run conv1 -> RGB in polyphase form;
+tensors channels-last; on a CPU the unpooling and every transposed convolution of a sparse enough signal run
+in :mod:`zfnet.analysis.deconvnet.sparse` (non-zero elements only), else oneDNN, conv1 -> RGB in polyphase form;
 LRN gradients (``lrn="gradient"``) use the cached per-image factors ``D^-beta`` and ``a * D^(-beta-1)``.
 The convolutions themselves run in the model's own layout, so the cached activations (the seeds) are
 bitwise those of the model's forward.
@@ -316,9 +317,10 @@ class Deconvnet:
         return py.starts[0], px.starts[0], py.starts[0] + py.lengths[0], px.starts[0] + px.lengths[0]
 
     # -- backward --------------------------------------------------------------------------------
-    def _iter_units(self, layer, image_index, channels, ys, xs, values=None, rule: str = "deconvnet",
-                    lrn: str | None = None) -> Iterator[tuple[torch.Tensor, Projections]]:
-        """Yield ``(positions in the input lists, Projections)`` batch by batch (same geometry per batch)."""
+    def _iter_units(self, layer, image_index, channels, ys, xs, values, rule: str, lrn: str | None,
+                    out: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Project batch by batch (same geometry per batch), each unit into its row of ``out`` (U, C, h, w),
+        its receptive-field frame (every element written); yield ``(positions in the input lists, seeds)``."""
         name = self._name(layer)
         end = self.ends[name]
         acts = self.acts[name]
@@ -343,9 +345,9 @@ class Deconvnet:
             box = self._boxes[:, end]  # (B, 4): top, bottom, left, right of what cache(units=...) computed
             inside = ((n[:, None] == self._box_image[None]) & (yy[:, None] >= box[:, 0]) & (yy[:, None] < box[:, 1])
                       & (xx[:, None] >= box[:, 2]) & (xx[:, None] < box[:, 3]))
-            out = ~inside.any(1)
-            if out.any():
-                j = int(out.nonzero()[0, 0])
+            outside = ~inside.any(1)
+            if outside.any():
+                j = int(outside.nonzero()[0, 0])
                 raise ValueError(
                     f"unit (image {int(n[j])}, y {int(yy[j])}, x {int(xx[j])}) of layer {name!r} lies outside the "
                     "windows computed by cache(images, units=...); cache it with those units, or without units")
@@ -375,16 +377,15 @@ class Deconvnet:
                     g = backward.project_windows(self, end, py, px, nd, ch[part].to(dev), vals_all[part.to(dev)],
                                                  sy_all[sl], sx_all[sl], rule=rule, lrn=lrn)
                 oy, ox = py.starts[0] - py.vstart, px.starts[0] - px.vstart
-                frame = g.new_zeros((len(part), g.shape[1], py.vlen, px.vlen))
-                frame[:, :, oy:oy + g.shape[2], ox:ox + g.shape[3]] = g
-                top = torch.full((len(part),), 0, dtype=torch.long)
-                left = torch.full((len(part),), 0, dtype=torch.long)
-                for q, j in enumerate(part.tolist()):
-                    top[q] = self._profile(end, int(yy[j]), 0).vstart
-                    left[q] = self._profile(end, int(xx[j]), 1).vstart
-                units = {"image_index": n[part], "channel": ch[part], "y": yy[part], "x": xx[part],
-                         "value": vals_all[part.to(dev)].detach().cpu()}
-                yield part, Projections(frame.contiguous(), top, left, self.image_size, units)
+                rows = part.to(out.device)
+                # index_copy_ / index_fill_ on strided views: far faster than out[rows, :, a:b, c:d] = g
+                out[:, :, oy:oy + g.shape[2], ox:ox + g.shape[3]].index_copy_(0, rows, g.to(out.dtype))
+                for sl_y, sl_x in ((slice(0, oy), slice(None)), (slice(oy + g.shape[2], None), slice(None)),
+                                   (slice(oy, oy + g.shape[2]), slice(0, ox)),
+                                   (slice(oy, oy + g.shape[2]), slice(ox + g.shape[3], None))):
+                    if out[:1, :, sl_y, sl_x].numel():  # the frame outside the clipped window
+                        out[:, :, sl_y, sl_x].index_fill_(0, rows, 0)
+                yield part, vals_all[part.to(dev)].detach().cpu()
 
     def project_units(self, layer, image_index, channels, ys, xs, values=None, *, rule: str = "deconvnet",
                       lrn: str | None = None) -> Projections:
@@ -401,14 +402,15 @@ class Deconvnet:
         vlen_y = axis_profile(self.ops, end, 0, 0).vlen
         vlen_x = axis_profile(self.ops, end, 0, 1).vlen
         acts = self.acts[name]
-        out = acts.new_zeros((u, self.ops[0].in_shape[0], vlen_y, vlen_x))
-        top = torch.zeros(u, dtype=torch.long)
-        left = torch.zeros(u, dtype=torch.long)
-        units = {k: torch.zeros(u, dtype=torch.long) for k in ("image_index", "channel", "y", "x")}
-        units["value"] = torch.zeros(u, dtype=acts.dtype)
-        for part, p in self._iter_units(layer, image_index, channels, ys, xs, values, rule, lrn):
-            out[part.to(out.device)] = p.values
-            top[part], left[part] = p.top, p.left
-            for k, v in p.units.items():
-                units[k][part] = v
+        # every element of every row is written by _iter_units (window and the frame around it)
+        out = acts.new_empty((u, self.ops[0].in_shape[0], vlen_y, vlen_x))
+        n, yy, xx = (torch.as_tensor(v, dtype=torch.long).reshape(-1).cpu() for v in (image_index, ys, xs))
+        ch = torch.as_tensor(channels, dtype=torch.long).reshape(-1).cpu()
+        units = {"image_index": n.clone(), "channel": ch.clone(), "y": yy.clone(), "x": xx.clone(),
+                 "value": torch.zeros(u, dtype=acts.dtype)}
+        for part, seeds in self._iter_units(layer, image_index, channels, ys, xs, values, rule, lrn, out):
+            units["value"][part] = seeds
+        # after the loop, which checked ys / xs
+        top = torch.tensor([self._profile(end, v, 0).vstart for v in yy.tolist()], dtype=torch.long)
+        left = torch.tensor([self._profile(end, v, 1).vstart for v in xx.tolist()], dtype=torch.long)
         return Projections(out, top, left, self.image_size, units)
