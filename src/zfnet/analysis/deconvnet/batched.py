@@ -11,7 +11,7 @@ the work the loop repeats:
   across layers, while their distinct images number at most ``max_units`` (so on a small dataset, one
   forward for everything; memory: at most ``max_units`` images' switches and activations);
 * the backward: all units of a chunk go to the fast engine at once (:class:`Deconvnet`, units of the same
-  receptive-field geometry batched across maps and images, dense transposed convolutions on windows).
+  receptive-field geometry batched across maps and images, transposed convolutions on windows).
 
 Zero skipping: on a CPU the engine's backward multiplies only the non-zero elements of the signal
 (:mod:`zfnet.analysis.deconvnet.sparse`; after unpooling and rectification about 6% of them on the demo model),

@@ -22,7 +22,6 @@ form at their 6% density; it wins up to about 30% density (:data:`MAX_DENSITY`).
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 import torch
@@ -48,26 +47,17 @@ def wins(g: torch.Tensor, groups: int, dilation: tuple[int, int]) -> bool:
     return int(torch.count_nonzero(sample)) < MAX_DENSITY * sample.numel()
 
 
-@functools.cache
-def _numba():
-    """numba, its threads in the ``workqueue`` layer unless ``NUMBA_THREADING_LAYER`` says otherwise: threads that
-    sleep between kernels (an OpenMP layer's would spin beside torch's own OpenMP threads), no OpenMP runtime
-    next to torch's, safe after a fork."""
+def _threads() -> None:
+    """numba's threads as many as torch's. (Its default layer here is OpenMP: the ``workqueue`` layer, tried,
+    made every kernel and torch's own ops beside them about 2x slower on 2 cores.)"""
     import numba
 
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
-    return numba
-
-
-def _threads() -> None:
-    numba = _numba()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 @functools.cache
 def _kernel():
-    numba = _numba()
+    import numba
     from numba import prange
 
     @numba.njit(parallel=True, fastmath=True, cache=True, boundscheck=False)
@@ -131,7 +121,7 @@ def conv_transpose(g: torch.Tensor, w: torch.Tensor, stride: tuple[int, int]) ->
 
 @functools.cache
 def _unpool_kernel():
-    numba = _numba()
+    import numba
     from numba import prange
 
     @numba.njit(parallel=True, cache=True, boundscheck=False)
