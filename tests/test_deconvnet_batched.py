@@ -7,7 +7,11 @@ test_deconvnet.py), the per-map ``project_units`` loop it replaces, and the imag
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,3 +202,20 @@ def test_sparse_conv_transpose_equals_torch(stride, kernel, c_out, dtype):
     assert float(outs[0][1].abs().max()) == 0.0
     assert sparse.wins(x[:2], 1, (1, 1)) and not sparse.wins(x[2:3], 1, (1, 1))
     assert not sparse.wins(x[:2], 2, (1, 1)) and not sparse.wins(x[:2].half(), 1, (1, 1))
+
+
+def test_sparse_kernels_keep_torchs_thread_count():
+    """numba's OpenMP pool shares torch's OpenMP runtime: starting it must not raise the runtime's thread count
+    behind torch's back (torch set to 1 thread once silently ran on every core). Run in a fresh process, where
+    the pool starts."""
+    code = ("import re, torch\n"
+            "torch.set_num_threads(1)\n"
+            "from zfnet.analysis.deconvnet import sparse\n"
+            "x = torch.zeros(2, 4, 3, 3); x[0, 1, 1, 1] = 1\n"
+            "sparse.conv_transpose(x, torch.randn(4, 3, 3, 3), (1, 1))\n"
+            "info = torch.__config__.parallel_info()\n"
+            "print(torch.get_num_threads(), re.search(r'omp_get_max_threads\\(\\) : (\\d+)', info).group(1))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "NUMBA_NUM_THREADS": "2",
+                              "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}).stdout.split()
+    assert out == ["1", "1"]

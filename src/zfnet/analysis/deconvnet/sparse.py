@@ -15,7 +15,7 @@ the result does not depend on the thread count.
 :func:`unpool` (the scatter at the cached switches before those convolutions) runs in the same way: each unit's
 non-zero values added at their switches, in parallel over units, into an output each unit zeroes itself.
 
-Measured on the demo model's conv5 units (1 thread): conv2^T 5x and conv1^T 2.4x faster than oneDNN's dense
+Measured on the demo model's conv5 units (1 thread): conv2^T about 5x and conv1^T about 3x faster than oneDNN's dense
 form at their 6% density; it wins up to about 30% density (:data:`MAX_DENSITY`).
 """
 
@@ -47,11 +47,23 @@ def wins(g: torch.Tensor, groups: int, dilation: tuple[int, int]) -> bool:
     return int(torch.count_nonzero(sample)) < MAX_DENSITY * sample.numel()
 
 
-def _threads() -> None:
-    """numba's threads as many as torch's. (Its default layer here is OpenMP: the ``workqueue`` layer, tried,
-    made every kernel and torch's own ops beside them about 2x slower on 2 cores.)"""
+@functools.cache
+def _launch() -> None:
+    """Start numba's thread pool once, keeping torch's thread count: numba's OpenMP layer shares torch's
+    OpenMP runtime, and starting its pool sets that runtime's thread count to every core (so torch, set to 1
+    thread, silently ran on 2)."""
     import numba
 
+    n = torch.get_num_threads()
+    numba.get_num_threads()  # launches the pool
+    torch.set_num_threads(n)
+
+
+def _threads() -> None:
+    """numba's threads as many as torch's."""
+    import numba
+
+    _launch()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
