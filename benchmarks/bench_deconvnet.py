@@ -329,7 +329,7 @@ def main(argv=None) -> dict:
         },
         "ours": "project_units: one forward per distinct image on its units' receptive-field boxes (the chain "
                 "replayed on windows, cache(units=...)), then each unit's projection on its receptive-field windows "
-                "(units of equal geometry batched), dense transposed convolutions",
+                "(units of equal geometry batched), transposed convolutions (non-zero elements only on the CPU)",
         "config": {"model": "torchvision vgg16, weights=None, torch.manual_seed(0), eval", "layer": layer,
                    "images": args.images, "distinct_images_in_units": len(distinct), "channels": maps.tolist(),
                    "k": args.k, "units": len(c), "rounds": args.rounds, "threads": torch.get_num_threads(),
