@@ -8,8 +8,8 @@ data of the op (switches / LRN factors) gathered at each unit's window rows and 
 unpooling, and transposed convolutions of sparse signals, run in :mod:`zfnet.analysis.deconvnet.sparse`
 (numba kernels that touch only non-zero elements); otherwise a stride-s transposed convolution with few
 output channels (conv1 -> RGB) runs in its polyphase form, an ordinary convolution with s*s*C output
-channels followed by a pixel shuffle (same products and sums, much better GEMM shapes); switches are uint8 offsets inside their pool window, so a window's scatter indices are
-one multiply-add.
+channels followed by a pixel shuffle (same products and sums, much better GEMM shapes); switches are uint8
+offsets inside their pool window, so a window's scatter indices are one multiply-add.
 """
 
 from __future__ import annotations
